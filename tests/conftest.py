@@ -1,0 +1,49 @@
+"""Shared fixtures: the shipped sample data and small image sets for fast tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = REPO / "sample_data"
+
+
+@pytest.fixture(scope="session")
+def sample_root() -> Path:
+    assert SAMPLE_DATA.is_dir(), "sample_data/ is missing from the checkout"
+    return SAMPLE_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_categories(sample_root: Path) -> list[str]:
+    from workbench.core.data import list_categories
+
+    return list_categories(sample_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(sample_root: Path, sample_categories: list[str]):
+    """The first sample category, for quick fit/predict round trips."""
+    from workbench.core.data import load_dataset
+
+    return load_dataset(sample_root, category=sample_categories[0])
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tiny_dataset) -> dict[str, list[np.ndarray]]:
+    """A handful of train-good, test-good and test-defect images, loaded once."""
+    from workbench.core.data import read_image
+
+    good_test = [r for r in tiny_dataset.test if r.is_good][:3]
+    bad_test = [r for r in tiny_dataset.test if r.is_anomalous][:3]
+    return {
+        "train": [read_image(r.path) for r in tiny_dataset.train[:8]],
+        "good": [read_image(r.path) for r in good_test],
+        "bad": [read_image(r.path) for r in bad_test],
+    }

@@ -1,0 +1,353 @@
+"""The ``workbench`` command: thin wrappers over :mod:`workbench.core`.
+
+Every sub-command reports progress with tqdm, prints specific errors (which file, what is
+wrong, what to do) and exits non-zero on bad input: 2 for bad input, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback."""
+
+
+# --------------------------------------------------------------------------- progress
+class TqdmProgress:
+    """Turns core progress events into one tqdm bar per stage."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar = None
+        self._stage = None
+
+    def __call__(self, event) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if event.stage != self._stage:
+            self.close()
+            self._stage = event.stage
+            self._bar = tqdm(total=event.total or None, desc=event.stage, unit="it", leave=False,
+                             file=sys.stderr, dynamic_ncols=True)
+        assert self._bar is not None
+        self._bar.n = event.current
+        if event.metrics:
+            self._bar.set_postfix({k: f"{v:.4g}" for k, v in event.metrics.items()}, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+            self._stage = None
+
+
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[TqdmProgress]:
+    bars = TqdmProgress(enabled)
+    try:
+        yield bars
+    finally:
+        bars.close()
+
+
+# --------------------------------------------------------------------------- helpers
+def _load_dataset(args: argparse.Namespace):
+    from workbench.core.data import load_dataset
+
+    data = Path(args.data)
+    if not data.exists():
+        raise CliError(f"Dataset folder not found: {data}")
+    return load_dataset(data, category=args.category, layout=args.layout)
+
+
+def _parse_params(pairs: list[str] | None) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise CliError(f"--param expects NAME=VALUE, got '{pair}'. See 'workbench methods'.")
+        key, value = pair.split("=", 1)
+        params[key.strip()] = value.strip()
+    return params
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "  n/a" if value is None else f"{value:.{digits}f}"
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_methods(args: argparse.Namespace) -> int:
+    from workbench.core.methods import METHODS
+
+    for cls in METHODS.values():
+        print(f"{cls.name:<12} {cls.title} — {cls.family}\n  {cls.description}")
+        if args.verbose:
+            for p in cls.schema():
+                rng = f" [{p.minimum}..{p.maximum}]" if p.minimum is not None else ""
+                choices = f" {{{'|'.join(p.choices)}}}" if p.choices else ""
+                print(f"    {p.name}={p.default!r} ({p.kind}{rng}{choices}): {p.help}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from workbench.core.methods.package import save_model
+    from workbench.core.training import train_model
+
+    dataset = _load_dataset(args)
+    print(dataset.report.summary())
+    with progress_bars(not args.quiet) as bars:
+        result = train_model(dataset, args.method, _parse_params(args.param), device=args.device,
+                             progress=bars)
+    out = save_model(result.model, args.out)
+    print(f"Trained {result.model.title} on {result.n_train} good images in {result.fit_seconds:.1f} s "
+          f"({result.model.device}); model saved to {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from workbench.core.evaluation import evaluate_model
+    from workbench.core.methods.package import load_model
+
+    model = load_model(args.model, device=args.device)
+    dataset = _load_dataset(args)
+    with progress_bars(not args.quiet) as bars:
+        result = evaluate_model(model, dataset, progress=bars)
+    metrics = {"model": str(args.model), "method": model.name, "dataset": dataset.name, **result.metrics()}
+    print(f"{model.title} on {dataset.name}: image AUROC {_fmt(result.image_auroc)}, pixel AUROC "
+          f"{_fmt(result.pixel_auroc)}, AUPRO {_fmt(result.aupro)}, F1-max {_fmt(result.f1_max)} at "
+          f"threshold {_fmt(result.f1_threshold, 4)}; {result.ms_per_image:.1f} ms/image "
+          f"({result.n_good} good, {result.n_defect} defective test images)")
+    if result.n_without_mask:
+        print(f"note: {result.n_without_mask} defective image(s) have no mask and are left out of pixel metrics")
+    if args.json:
+        from workbench.core.files import atomic_write_json
+
+        atomic_write_json(args.json, metrics)
+        print(f"Metrics written to {args.json}")
+    return 0
+
+
+def _expand_images(items: list[str]) -> list[tuple[Path, str]]:
+    """Image files named on the command line or found in folders, each with a unique output
+    stem (the path inside its folder, '/' -> '__'), so test/good/000.png and
+    test/hole/000.png do not overwrite each other's overlays."""
+    from workbench.core.data.io import IMAGE_SUFFIXES
+
+    found: list[tuple[Path, str]] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not files:
+                raise CliError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in folder {path}")
+            found.extend((p, p.relative_to(path).with_suffix("").as_posix().replace("/", "__")) for p in files)
+        elif path.is_file():
+            found.append((path, path.stem))
+        else:
+            raise CliError(f"Image or folder not found: {path}")
+    return found
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import cv2
+
+    from workbench.core.data import ImageReadError, read_image
+    from workbench.core.methods.package import load_model
+    from workbench.core.visualize import MapScale, defect_region, draw_outline, heat_overlay
+
+    model = load_model(args.model, device=args.device)
+    items = _expand_images(args.images)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threshold = args.threshold
+    if threshold is None:
+        threshold = model.metadata.get("thresholds", {}).get("image", {}).get("value")
+    scale = MapScale.from_metadata(model.metadata) if "score_stats" in model.metadata else None
+    rows: list[dict[str, Any]] = []
+    batch = max(1, int(model.params["batch_size"]))
+    with progress_bars(not args.quiet) as bars:
+        for start in range(0, len(items), batch):
+            chunk, images = [], []
+            for path, stem in items[start:start + batch]:
+                try:
+                    images.append(read_image(path))
+                    chunk.append((path, stem))
+                except ImageReadError as exc:
+                    print(f"skipped: {exc}", file=sys.stderr)
+                    rows.append({"path": str(path), "score": "", "decision": "unreadable", "defect_area_px": ""})
+            if not images:
+                continue
+            scores, maps = model.predict(images)
+            for (path, stem), image, score, amap in zip(chunk, images, scores, maps):
+                decision = "" if threshold is None else ("NG" if score >= threshold else "OK")
+                scale_i = scale or MapScale.from_metadata({}, maps)
+                region = defect_region(amap, scale_i.threshold, image.shape[:2])
+                rows.append({"path": str(path), "score": f"{score:.6g}", "decision": decision,
+                             "defect_area_px": int(region.sum()) if decision != "OK" else 0})
+                if not args.no_overlays:
+                    vis = heat_overlay(image, scale_i.normalize(amap), alpha=0.45)
+                    if decision != "OK":
+                        vis = draw_outline(vis, region)
+                    _, png = cv2.imencode(".png", vis[:, :, ::-1])
+                    png.tofile(out_dir / f"{stem}_overlay.png")  # tofile: non-ASCII paths work
+            bars(_event("predict", min(start + batch, len(items)), len(items)))
+    csv_path = out_dir / "scores.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "score", "decision", "defect_area_px"])
+        writer.writeheader()
+        writer.writerows(rows)
+    n_ng = sum(r["decision"] == "NG" for r in rows)
+    thr_text = "no threshold in the model" if threshold is None else f"threshold {threshold:.4g}"
+    print(f"Scored {len(rows)} image(s) ({thr_text}; {n_ng} NG). Scores: {csv_path}")
+    return 0
+
+
+def _event(stage: str, current: int, total: int):
+    from workbench.core.jobs import ProgressEvent
+
+    return ProgressEvent(stage, current, total)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from workbench.core.data import list_categories, load_dataset
+    from workbench.core.evaluation import evaluate_model
+    from workbench.core.methods import DEFAULT_METHOD, METHODS
+    from workbench.core.methods.package import save_model
+    from workbench.core.training import train_model
+
+    data = Path(args.data) if args.data else sample_data_dir()
+    if not data.exists():
+        raise CliError(f"Sample data not found at {data}. Pass --data DIR.")
+    methods = list(METHODS) if args.methods == "all" else [m.strip() for m in (args.methods or DEFAULT_METHOD).split(",")]
+    categories = [args.category] if args.category else list_categories(data)
+    out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="workbench-demo-"))
+    print(f"Demo on {data} ({', '.join(categories)}); models saved under {out_root}")
+    rows = []
+    with progress_bars(not args.quiet) as bars:
+        for category in categories:
+            dataset = load_dataset(data, category=category)
+            for method in methods:
+                result = train_model(dataset, method, device=args.device, progress=bars)
+                save_model(result.model, out_root / f"{category}-{method}")
+                ev = evaluate_model(result.model, dataset, progress=bars)
+                rows.append((category, method, ev.image_auroc, ev.pixel_auroc, ev.aupro, result.fit_seconds,
+                             ev.ms_per_image))
+                bars.close()
+                print(f"  {category:<14} {method:<12} image AUROC {_fmt(ev.image_auroc)}  "
+                      f"AUPRO {_fmt(ev.aupro)}", file=sys.stderr)
+    print()
+    header = f"{'category':<14} {'method':<12} {'img AUROC':>9} {'pix AUROC':>9} {'AUPRO':>7} {'fit s':>7} {'ms/img':>7}"
+    print(header)
+    print("-" * len(header))
+    for cat, method, img, pix, pro, fit_s, ms in rows:
+        print(f"{cat:<14} {method:<12} {_fmt(img):>9} {_fmt(pix):>9} {_fmt(pro):>7} {fit_s:>7.1f} {ms:>7.1f}")
+    if len(rows) > 1:
+        print("-" * len(header))
+        mean = lambda i: float(np.mean([r[i] for r in rows if r[i] is not None]))  # noqa: E731
+        print(f"{'mean':<14} {'':<12} {_fmt(mean(2)):>9} {_fmt(mean(3)):>9} {_fmt(mean(4)):>7}")
+    return 0
+
+
+def sample_data_dir() -> Path:
+    """The shipped sample dataset (repository checkout)."""
+    return Path(__file__).resolve().parent.parent / "sample_data"
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workbench", description="Anomaly Inspection Workbench")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", required=True, help="dataset folder (MVTec, VisA or plain folders)")
+        p.add_argument("--category", help="category inside a multi-category dataset (e.g. 'fabric')")
+        p.add_argument("--layout", default="auto", choices=["auto", "mvtec", "visa", "folder"],
+                       help="dataset layout (default: detect)")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", help="'cpu' or 'cuda' (default: CUDA when available)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("methods", help="list methods and their parameters")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every parameter")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("train", help="train a model on good images")
+    data_args(p)
+    p.add_argument("--method", default="patchcore", help="method name (see 'workbench methods')")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="hyperparameter, repeatable")
+    p.add_argument("--out", required=True, help="model folder to write")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a model on a dataset's test split")
+    p.add_argument("--model", required=True, help="model folder")
+    data_args(p)
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="score images; writes scores.csv and heat-map overlays")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--threshold", type=float, help="image threshold (default: the model's)")
+    p.add_argument("--no-overlays", action="store_true", help="write only scores.csv")
+    common(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="train and evaluate on the shipped sample data and print a table")
+    p.add_argument("--data", help="dataset root (default: the shipped sample_data)")
+    p.add_argument("--category", help="only this category")
+    p.add_argument("--methods", help="comma-separated method names or 'all' (default: patchcore)")
+    p.add_argument("--out", help="where to keep the trained models (default: a temporary folder)")
+    common(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _version() -> str:
+    import workbench
+
+    return f"workbench {workbench.__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from workbench.core.backbones import BackboneError
+    from workbench.core.jobs import Cancelled
+
+    try:
+        return int(args.func(args))
+    except (CliError, ValueError, BackboneError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (KeyboardInterrupt, Cancelled):
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Headless core of the workbench: everything that computes. Never imports Qt."""

@@ -1,0 +1,161 @@
+"""The one interface every anomaly detection method implements.
+
+Modelled on scikit-learn estimators (explicit params, ``fit`` then ``predict``) with
+anomalib's split of torch model and training loop: subclasses implement ``_fit`` and
+``_predict_tensor`` on preprocessed tensors, the base class owns batching, progress,
+cancellation, devices and the parameter schema. Saving and loading live in
+:mod:`workbench.core.methods.package` and only ever use ``state_tensors``.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+
+from workbench.core.backbones import DEFAULT_BACKBONE, EMBEDDED, BackboneSpec, create_extractor
+from workbench.core.backbones.extractor import FeatureExtractor
+from workbench.core.backbones.weights import input_normalization
+from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
+from workbench.core.methods.images import batches, to_tensor
+from workbench.core.methods.schema import Param, resolve_params
+
+COMMON_PARAMS: tuple[Param, ...] = (
+    Param("image_size", "int", 256, "Images are resized to this square size before the backbone. "
+          "Larger finds smaller defects but is slower (time grows with the square).", 64, 1024),
+    Param("backbone", "str", DEFAULT_BACKBONE, "timm model name of the pretrained feature extractor."),
+    Param("weights", "str", EMBEDDED, "'embedded' (offline ImageNet EfficientNet-Lite0), 'imagenet' "
+          "(timm download, needs network) or a path to a .safetensors/.pth file."),
+    Param("batch_size", "int", 8, "Images per forward pass. Lower it if memory runs out.", 1, 256),
+    Param("seed", "int", 0, "Random seed: the same seed and data give the same model.", 0, 2**31 - 1),
+)
+
+Report = Callable[..., None]
+
+
+def default_device() -> torch.device:
+    """CUDA when present, CPU otherwise."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class AnomalyModel(ABC):
+    """Base class of all methods. Subclasses declare ``name``, ``title``, ``family``,
+    ``description`` and ``schema`` (method params; :data:`COMMON_PARAMS` are added)."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    family: ClassVar[str]
+    description: ClassVar[str]
+    method_params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, device: str | torch.device | None = None, **params: Any) -> None:
+        self.params: dict[str, Any] = resolve_params(self.schema(), params)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.backbone_spec = BackboneSpec(self.params["backbone"], self.params["weights"])
+        self.metadata: dict[str, Any] = {}
+        self._extractor: FeatureExtractor | None = None
+        self.fitted = False
+
+    @classmethod
+    def schema(cls) -> tuple[Param, ...]:
+        return COMMON_PARAMS + cls.method_params
+
+    @property
+    def image_size(self) -> int:
+        return int(self.params["image_size"])
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) applied to RGB in [0, 1] before the backbone."""
+        return input_normalization(self.backbone_spec)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 images -> normalised NCHW float tensor on the model's device."""
+        mean, std = self.normalization
+        return to_tensor(images, self.image_size, mean, std).to(self.device)
+
+    # ----------------------------------------------------------------- backbone
+    backbone_layers: tuple[int, ...] = (2, 3)
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        """The frozen backbone, built on first use (weights are never stored in the package)."""
+        if self._extractor is None:
+            self._extractor = create_extractor(self.backbone_spec, self.backbone_layers, self.device)
+            self.backbone_spec = self._extractor.spec
+        return self._extractor
+
+    # ----------------------------------------------------------------- public API
+    def fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None,
+            cancel: CancelToken | None = None) -> "AnomalyModel":
+        """Learn normality from good images only. Raises ``Cancelled`` if cancelled."""
+        if len(images) == 0:
+            raise ValueError("No training images: an unsupervised method needs good images to learn from.")
+        seed_everything(int(self.params["seed"]))
+        cancel = cancel or CancelToken()
+        self.fitted = False
+        self._fit(images, progress, cancel)
+        cancel.raise_if_cancelled()  # a cancel during the last step still discards the result
+        self.fitted = True
+        return self
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Score images: returns ``(scores[N] float32, maps[N, S, S] float32)`` with S = image_size.
+
+        Higher means more anomalous. Maps are at the model's input resolution; use
+        :func:`workbench.core.metrics.resize_map` to bring them to an image's own size.
+        """
+        if not self.fitted:
+            raise RuntimeError(f"{self.title} is not trained yet: call fit() or load a model.")
+        cancel = cancel or CancelToken()
+        report = make_reporter(progress, "predict", len(images))
+        scores = np.empty(len(images), np.float32)
+        maps = np.empty((len(images), self.image_size, self.image_size), np.float32)
+        for start, chunk in batches(images, int(self.params["batch_size"])):
+            cancel.raise_if_cancelled()
+            x = self.preprocess(chunk)
+            batch_scores, batch_maps = self._predict_tensor(x)
+            scores[start:start + len(chunk)] = batch_scores.float().cpu().numpy()
+            maps[start:start + len(chunk)] = batch_maps.float().cpu().numpy()
+            report(start + len(chunk))
+        return scores, maps
+
+    def iter_feature_batches(self, images: Sequence[np.ndarray], cancel: CancelToken,
+                             report: Report) -> Any:
+        """Yield backbone features of ``images`` batch by batch, reporting progress."""
+        for start, chunk in batches(images, int(self.params["batch_size"])):
+            cancel.raise_if_cancelled()
+            x = self.preprocess(chunk)
+            with torch.inference_mode():
+                feats = self.extractor(x)
+            yield feats
+            report(start + len(chunk))
+
+    # ----------------------------------------------------------------- for subclasses
+    @abstractmethod
+    def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
+             cancel: CancelToken) -> None: ...
+
+    @abstractmethod
+    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised NCHW batch -> (scores[B], maps[B, S, S]) on any device."""
+
+    @abstractmethod
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Everything learned, as named tensors (saved with safetensors)."""
+
+    @abstractmethod
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what ``state_tensors`` returned; marks the model fitted."""

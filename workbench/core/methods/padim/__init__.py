@@ -1,0 +1,3 @@
+from workbench.core.methods.padim.model import Padim
+
+__all__ = ["Padim"]

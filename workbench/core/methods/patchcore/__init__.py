@@ -1,0 +1,3 @@
+from workbench.core.methods.patchcore.model import PatchCore
+
+__all__ = ["PatchCore"]
