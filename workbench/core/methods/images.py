@@ -35,12 +35,13 @@ class LazyImages(Sequence[np.ndarray]):
 def to_tensor(images: Sequence[np.ndarray], size: int,
               mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
     """Resize to ``size`` x ``size`` and normalise with the backbone's statistics -> float32 NCHW."""
-    batch = np.stack([_resize(img, size) for img in images]).astype(np.float32) / 255.0
+    batch = np.stack([resize_square(img, size) for img in images]).astype(np.float32) / 255.0
     batch = (batch - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
 
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    """RGB uint8 image -> ``size`` x ``size`` (area interpolation when shrinking)."""
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"Expected an RGB uint8 image (HxWx3), got shape {img.shape} {img.dtype}.")
     if img.shape[:2] == (size, size):
