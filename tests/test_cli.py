@@ -51,6 +51,15 @@ def test_train_evaluate_predict(small_category, tmp_path, capsys):
     assert len(list(out.glob("*_overlay.png"))) == 8
     assert "Scored 8 image(s)" in capsys.readouterr().out
 
+    onnx_dir = tmp_path / "onnx"
+    assert main(["export", "--model", str(model_dir), "--format", "onnx", "--out", str(onnx_dir)]) == 0
+    out_onnx = tmp_path / "pred_onnx"
+    assert main(["predict", "--model", str(onnx_dir), str(small_category / "test"), "--out", str(out_onnx), "-q"]) == 0
+    rows_onnx = list(csv.DictReader(open(out_onnx / "scores.csv", encoding="utf-8")))
+    assert [r["decision"] for r in rows_onnx] == [r["decision"] for r in rows]
+    for a, b in zip(rows, rows_onnx):
+        assert float(a["score"]) == pytest.approx(float(b["score"]), rel=1e-4)
+
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--data", "/does/not/exist", "--out", "x"], "not found"),

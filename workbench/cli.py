@@ -165,14 +165,36 @@ def _expand_images(items: list[str]) -> list[tuple[Path, str]]:
     return found
 
 
+def _load_scorer(path: str, device: str | None):
+    """A training package (torch) or an exported folder (onnxruntime), by what the folder holds."""
+    from workbench.core.export import ONNX_FILE, OnnxInferencer
+    from workbench.core.methods.package import load_model
+
+    if (Path(path) / ONNX_FILE).is_file():
+        return OnnxInferencer(path)
+    return load_model(path, device=device)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from workbench.core.export import export_onnx
+    from workbench.core.methods.package import load_model
+
+    model = load_model(args.model, device="cpu")
+    if not model.exportable:
+        raise CliError(f"{model.title} cannot be exported to ONNX: its inference is not a single forward pass.")
+    out = export_onnx(model, args.out)
+    print(f"Exported {model.title} to {out / 'model.onnx'} (metadata in {out / 'model.json'}). "
+          f"Score with: workbench predict --model {out} IMAGES --out DIR")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import cv2
 
     from workbench.core.data import ImageReadError, read_image
-    from workbench.core.methods.package import load_model
     from workbench.core.visualize import MapScale, defect_region, draw_outline, heat_overlay
 
-    model = load_model(args.model, device=args.device)
+    model = _load_scorer(args.model, args.device)
     items = _expand_images(args.images)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -306,13 +328,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="score images; writes scores.csv and heat-map overlays")
-    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--model", required=True, help="model folder, or an exported ONNX folder (runs on onnxruntime)")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, help="image threshold (default: the model's)")
     p.add_argument("--no-overlays", action="store_true", help="write only scores.csv")
     common(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a model to ONNX (+ JSON metadata) for deployment")
+    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
+    p.add_argument("--out", required=True, help="folder to write model.onnx and model.json to")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="train and evaluate on the shipped sample data and print a table")
     p.add_argument("--data", help="dataset root (default: the shipped sample_data)")

@@ -152,6 +152,17 @@ class AnomalyModel(ABC):
     def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised NCHW batch -> (scores[B], maps[B, S, S]) on any device."""
 
+    def export_module(self) -> torch.nn.Module:
+        """A module mapping a normalised NCHW batch to ``(scores[B], maps[B, S, S])`` with
+        ONNX-exportable operations only, equal to ``_predict_tensor``. Methods whose inference
+        is a plain forward pass override this; the others cannot be exported."""
+        raise NotImplementedError(f"{self.title} cannot be exported to ONNX: its inference is not a "
+                                  "single forward pass.")
+
+    @property
+    def exportable(self) -> bool:
+        return type(self).export_module is not AnomalyModel.export_module
+
     @abstractmethod
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Everything learned, as named tensors (saved with safetensors)."""

@@ -32,12 +32,22 @@ class LazyImages(Sequence[np.ndarray]):
         return read_image(self.paths[index])
 
 
-def to_tensor(images: Sequence[np.ndarray], size: int,
-              mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """Resize to ``size`` x ``size`` and normalise with the backbone's statistics -> float32 NCHW."""
+def to_array(images: Sequence[np.ndarray], size: int,
+             mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+    """Resize to ``size`` x ``size`` and normalise -> float32 NCHW array.
+
+    The single preprocessing routine of training, torch inference and the ONNX runtime, so
+    that exported models see exactly the pixels the model was trained on.
+    """
     batch = np.stack([resize_square(img, size) for img in images]).astype(np.float32) / 255.0
     batch = (batch - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+def to_tensor(images: Sequence[np.ndarray], size: int,
+              mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """:func:`to_array` as a torch tensor."""
+    return torch.from_numpy(to_array(images, size, mean, std))
 
 
 def resize_square(img: np.ndarray, size: int) -> np.ndarray:

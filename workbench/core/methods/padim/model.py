@@ -80,14 +80,11 @@ class Padim(AnomalyModel):
         self.inv_cov = torch.linalg.inv(cov).float().contiguous()
 
     def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        assert self.mean is not None and self.inv_cov is not None
-        emb = self._embed(self.extractor(x))
-        b, d, h, w = emb.shape
-        delta = emb.flatten(2).permute(0, 2, 1) - self.mean  # [B, P, d]
-        dist2 = torch.einsum("bpi,pij,bpj->bp", delta, self.inv_cov, delta).clamp_min(0)
-        maps = upsample_maps(dist2.sqrt().reshape(b, h, w), self.image_size)
-        maps = gaussian_blur(maps, float(self.params["smoothing_sigma"]))
-        return maps.flatten(1).amax(1), maps
+        return self.export_module()(x)
+
+    def export_module(self) -> torch.nn.Module:
+        assert self.mean is not None and self.inv_cov is not None and self.channel_index is not None
+        return PadimExport(self, self.mean, self.inv_cov)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         assert self.mean is not None and self.inv_cov is not None and self.channel_index is not None
@@ -99,3 +96,25 @@ class Padim(AnomalyModel):
         self.mean = tensors["mean"].float().to(self.device)
         self.inv_cov = tensors["inv_cov"].float().to(self.device)
         self.fitted = True
+
+
+class PadimExport(torch.nn.Module):
+    """Inference as a plain module (used by predict and by the ONNX export alike)."""
+
+    def __init__(self, model: Padim, mean: torch.Tensor, inv_cov: torch.Tensor) -> None:
+        super().__init__()
+        self.extractor = model.extractor
+        self.embed = model._embed
+        self.mean, self.inv_cov = mean, inv_cov
+        self.image_size = model.image_size
+        self.sigma = float(model.params["smoothing_sigma"])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.embed(self.extractor(x))
+        b, d, h, w = emb.shape
+        delta = emb.flatten(2).permute(0, 2, 1) - self.mean  # [B, P, d]
+        # (delta^T S^-1 delta) per position, as a batched mat-mul over positions
+        dist2 = ((delta.permute(1, 0, 2) @ self.inv_cov) * delta.permute(1, 0, 2)).sum(-1).T.clamp_min(0)
+        maps = upsample_maps(dist2.sqrt().reshape(b, h, w), self.image_size)
+        maps = gaussian_blur(maps, self.sigma)
+        return maps.flatten(1).amax(1), maps

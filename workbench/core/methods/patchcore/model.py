@@ -22,6 +22,20 @@ from workbench.core.methods.patchcore.coreset import greedy_coreset
 from workbench.core.methods.schema import Param
 
 
+def reweighted_score(patch_scores: torch.Tensor, patches: torch.Tensor, bank: torch.Tensor,
+                     support: torch.Tensor) -> torch.Tensor:
+    """Paper Eq. 7: s = (1 - softmax(||m* - support||)[0]) * max patch score.
+
+    ``support`` [B, k] holds, for each image, the bank indices of the k nearest bank patches
+    to the bank patch nearest the image's worst patch (itself first).
+    """
+    rows = torch.arange(patch_scores.shape[0], device=patch_scores.device)
+    worst = patch_scores.argmax(dim=1)
+    worst_feature = patches[rows, worst]  # [B, D]
+    dists = torch.linalg.vector_norm(worst_feature[:, None, :] - bank[support], dim=-1)
+    return (1.0 - torch.softmax(dists, dim=1)[:, 0]) * patch_scores[rows, worst]
+
+
 class PatchCore(AnomalyModel):
     name = "patchcore"
     title = "PatchCore"
@@ -85,19 +99,22 @@ class PatchCore(AnomalyModel):
 
     def _reweighted_scores(self, patch_scores: torch.Tensor, nearest: torch.Tensor,
                            patches: torch.Tensor) -> torch.Tensor:
-        """Paper Eq. 7: s = (1 - softmax(dists to the support of m*)[0]) * max patch score."""
         assert self._nn is not None and self.memory_bank is not None
-        rows = torch.arange(patch_scores.shape[0], device=patch_scores.device)
-        worst = patch_scores.argmax(dim=1)
-        score = patch_scores[rows, worst]
         k = int(self.params["num_neighbors"])
         if k <= 1:
-            return score
-        worst_feature = patches[rows, worst]  # [B, D]
-        _, support = self._nn.search(self.memory_bank[nearest[rows, worst]], k)  # [B, k]
-        dists = torch.linalg.vector_norm(worst_feature[:, None, :] - self.memory_bank[support], dim=-1)
-        weights = 1.0 - torch.softmax(dists, dim=1)[:, 0]
-        return weights * score
+            return patch_scores.amax(dim=1)
+        rows = torch.arange(patch_scores.shape[0], device=patch_scores.device)
+        _, support = self._nn.search(self.memory_bank[nearest[rows, patch_scores.argmax(dim=1)]], k)
+        return reweighted_score(patch_scores, patches, self.memory_bank, support)
+
+    def export_module(self) -> torch.nn.Module:
+        from workbench.core.methods.patchcore.export import PatchCoreExport
+
+        assert self._nn is not None and self.memory_bank is not None
+        k = int(self.params["num_neighbors"])
+        support = self._nn.search(self.memory_bank, k)[1] if k > 1 else None
+        return PatchCoreExport(self.extractor, self.memory_bank, support, self.image_size,
+                               float(self.params["smoothing_sigma"]))
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         assert self.memory_bank is not None

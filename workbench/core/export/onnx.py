@@ -1,0 +1,49 @@
+"""Export a trained model to one ONNX graph: normalised image tensor -> (image score, anomaly map).
+
+The folder written holds ``model.onnx`` plus ``model.json`` (the package metadata: input
+size, resize rule, mean/std, thresholds, score statistics) so the line-side runtime applies
+exactly the preprocessing used in training (field notes: exported models disagree with the
+library when preprocessing is baked in differently). The batch dimension is dynamic.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from workbench.core.files import atomic_replace_dir, atomic_write_json, file_sha256
+from workbench.core.methods import AnomalyModel
+from workbench.core.methods.package import build_metadata
+
+ONNX_FILE = "model.onnx"
+OPSET = 17
+
+
+def export_onnx(model: AnomalyModel, out_dir: str | Path, opset: int = OPSET) -> Path:
+    """Write ``out_dir/model.onnx`` and ``out_dir/model.json`` atomically; returns ``out_dir``."""
+    if not model.fitted:
+        raise ValueError("Cannot export an untrained model.")
+    module = model.export_module().eval()
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    dummy = torch.zeros(2, 3, model.image_size, model.image_size, device=model.device)
+    onnx_path = staging / ONNX_FILE
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer chatter about constants; parity is tested instead
+        torch.onnx.export(
+            module, (dummy,), str(onnx_path), input_names=["image"], output_names=["score", "anomaly_map"],
+            dynamic_axes={"image": {0: "batch"}, "score": {0: "batch"}, "anomaly_map": {0: "batch"}},
+            opset_version=opset, dynamo=False,
+        )
+    meta = build_metadata(model, weights_sha256="")
+    meta.pop("weights_file"), meta.pop("weights_sha256")
+    meta["onnx"] = {"file": ONNX_FILE, "sha256": file_sha256(onnx_path), "opset": opset,
+                    "input": "image: float32 [batch, 3, H, W], RGB, resized then (x/255 - mean) / std",
+                    "outputs": ["score: float32 [batch]", "anomaly_map: float32 [batch, H, W]"]}
+    atomic_write_json(staging / "model.json", meta)
+    atomic_replace_dir(staging, out_dir)
+    return out_dir
