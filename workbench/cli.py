@@ -144,6 +144,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from workbench.core.calibration import calibrate, save_calibration
+    from workbench.core.evaluation import evaluate_model
+    from workbench.core.methods.package import load_model
+
+    if args.target_fpr is not None:
+        preset, target = "false_alarm", args.target_fpr
+    elif args.target_recall is not None:
+        preset, target = "recall", args.target_recall
+    elif args.threshold is not None:
+        preset, target = "manual", args.threshold
+    else:
+        preset, target = "max_f1", None
+    model = load_model(args.model, device=args.device)
+    dataset = _load_dataset(args)
+    with progress_bars(not args.quiet) as bars:
+        evaluation = evaluate_model(model, dataset, progress=bars)
+    cal = calibrate(evaluation, preset, target, name=args.name, pixel_preset=args.pixel,
+                    min_defect_area=args.min_area, normalization=args.normalization,
+                    image_stats=model.metadata.get("score_stats", {}).get("image"),
+                    data={"dataset": dataset.name, "root": str(dataset.root), "split": "test"})
+    save_calibration(args.model, cal)
+    c, iv = cal.confusion, cal.intervals
+    def ci(key: str) -> str:
+        return f" (95% CI {iv[key]['low']:.1%}-{iv[key]['high']:.1%})" if key in iv else ""
+    print(f"Calibration '{cal.name}' ({preset}{'' if target is None else f' {target}'}): image threshold "
+          f"{cal.image_threshold:.6g}; pixel threshold "
+          f"{'unset' if cal.pixel_threshold is None else f'{cal.pixel_threshold:.6g}'}")
+    print(f"  TP {c['tp']}  FP {c['fp']}  TN {c['tn']}  FN {c['fn']}   recall {c['recall']:.1%}{ci('recall')}   "
+          f"false alarms {c['false_alarm_rate']:.1%}{ci('false_alarm_rate')}   precision {c['precision']:.1%}")
+    for warning in cal.warnings:
+        print(f"warning: {warning}")
+    print(f"Saved into {Path(args.model) / 'model.json'} as the active calibration.")
+    if args.json:
+        from workbench.core.files import atomic_write_json
+
+        atomic_write_json(args.json, cal.to_dict())
+    return 0
+
+
 def _expand_images(items: list[str]) -> list[tuple[Path, str]]:
     """Image files named on the command line or found in folders, each with a unique output
     stem (the path inside its folder, '/' -> '__'), so test/good/000.png and
@@ -335,6 +375,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-overlays", action="store_true", help="write only scores.csv")
     common(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("calibrate", help="choose and save OK/NG thresholds on labelled data")
+    p.add_argument("--model", required=True, help="model folder")
+    data_args(p)
+    goal = p.add_mutually_exclusive_group()
+    goal.add_argument("--target-fpr", type=float, help="lowest threshold with false-alarm rate <= this on good images")
+    goal.add_argument("--target-recall", type=float, help="highest threshold with recall >= this on defects")
+    goal.add_argument("--max-f1", action="store_true", help="threshold with the best F1 (default)")
+    goal.add_argument("--threshold", type=float, help="a manual threshold in raw score units")
+    p.add_argument("--pixel", default="f1", choices=["f1", "good_max", "none"],
+                   help="pixel threshold for defect outlines: best pixel F1, above every good pixel, or none")
+    p.add_argument("--min-area", type=int, default=0, help="smallest defect region in pixels to outline")
+    p.add_argument("--normalization", default="raw", choices=["raw", "minmax", "quantile"],
+                   help="score scale shown to users (thresholds are stored in raw units too)")
+    p.add_argument("--name", default="default", help="calibration name (several can be kept)")
+    p.add_argument("--json", help="also write the calibration to this JSON file")
+    common(p)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("export", help="export a model to ONNX (+ JSON metadata) for deployment")
     p.add_argument("--model", required=True, help="model folder")

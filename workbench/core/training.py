@@ -77,7 +77,7 @@ def score_statistics(scores: np.ndarray, maps: np.ndarray) -> dict[str, dict[str
         pixels = pixels[np.random.default_rng(0).choice(pixels.size, 2_000_000, replace=False)]
     return {
         "image": {"n": int(scores.size), "mean": float(scores.mean()), "std": float(scores.std()),
-                  "p50": float(np.quantile(scores, 0.5)), "max": float(scores.max())},
+                  "min": float(scores.min()), "p50": float(np.quantile(scores, 0.5)), "max": float(scores.max())},
         "pixel": {"p01": float(np.quantile(pixels, 0.01)), "p50": float(np.quantile(pixels, 0.5)),
                   "p99": float(np.quantile(pixels, 0.99)), "p999": float(np.quantile(pixels, 0.999)),
                   "max": float(pixels.max())},
