@@ -111,3 +111,19 @@ def test_saved_calibrations_reload_and_cli_matches(trained, tiny_dataset, sample
     assert main(["calibrate", "--model", str(path), "--data", str(sample_root), "--category", tiny_dataset.name,
                  "--target-fpr", "0.1", "--name", "cli", "--json", str(out), "-q"]) == 0
     assert json.loads(out.read_text())["image_threshold"] == pytest.approx(cal.image_threshold)
+
+
+def test_predictions_cache_round_trip_and_staleness(trained, tiny_dataset):
+    import dataclasses
+
+    from workbench.core.predictions import evaluation_for, load_predictions, save_predictions
+
+    path, _, evaluation = trained
+    assert load_predictions(path, tiny_dataset) is None
+    save_predictions(path, tiny_dataset, evaluation)
+    cached = evaluation_for(path, tiny_dataset)
+    np.testing.assert_array_equal(cached.scores, evaluation.scores)
+    np.testing.assert_array_equal(cached.maps, evaluation.maps)
+    assert cached.image_auroc == evaluation.image_auroc and cached.aupro == evaluation.aupro
+    fewer = dataclasses.replace(tiny_dataset, records=tiny_dataset.records[:-1])
+    assert load_predictions(path, fewer) is None  # the test split changed: not reused

@@ -51,7 +51,12 @@ def evaluate_model(model: AnomalyModel, dataset: Dataset, progress: ProgressCall
         raise ValueError(f"Dataset '{dataset.name}' has no test images to evaluate on ({dataset.root}).")
     start = time.perf_counter()
     scores, maps = model.predict(LazyImages([r.path for r in records]), progress, cancel)
-    seconds = time.perf_counter() - start
+    return evaluate_predictions(records, scores, maps, time.perf_counter() - start)
+
+
+def evaluate_predictions(records: list[ImageRecord], scores: np.ndarray, maps: np.ndarray,
+                         seconds: float = 0.0) -> EvalResult:
+    """Metrics from existing predictions (e.g. cached ones, or with reviewed labels swapped in)."""
     labels = np.array([r.is_anomalous for r in records])
     has_both = labels.any() and not labels.all()
     f1, thr = f1_max(labels, scores) if has_both else (None, None)
@@ -63,7 +68,7 @@ def evaluate_model(model: AnomalyModel, dataset: Dataset, progress: ProgressCall
         aupro=aupro(masks, pix_maps) if has_defect_pixels else None,
         f1_max=f1, f1_threshold=thr,
         n_good=int((~labels).sum()), n_defect=int(labels.sum()), n_without_mask=n_without,
-        predict_seconds=seconds, ms_per_image=1000.0 * seconds / len(records),
+        predict_seconds=seconds, ms_per_image=1000.0 * seconds / max(len(records), 1),
         records=records, scores=scores, maps=maps,
     )
 
