@@ -287,6 +287,12 @@ def _event(stage: str, current: int, total: int):
     return ProgressEvent(stage, current, total)
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    from workbench.gui.app import main as gui_main
+
+    return int(gui_main([args.workspace] if args.workspace else []))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from workbench.core.data import list_categories, load_dataset
     from workbench.core.evaluation import evaluate_model
@@ -347,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", help="'cpu' or 'cuda' (default: CUDA when available)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("gui", help="open the desktop application (the default command)")
+    p.add_argument("workspace", nargs="?", help="workspace folder to open")
+    p.set_defaults(func=cmd_gui)
 
     p = sub.add_parser("methods", help="list methods and their parameters")
     p.add_argument("-v", "--verbose", action="store_true", help="show every parameter")
@@ -419,9 +429,8 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    if not getattr(args, "func", None):  # bare `workbench` opens the desktop application
+        args = parser.parse_args(["gui"])
     from workbench.core.backbones import BackboneError
     from workbench.core.jobs import Cancelled
 

@@ -1,0 +1,130 @@
+"""Fixtures for GUI tests: a tiny MVTec-layout dataset, isolated settings, a main window.
+
+Every test runs offscreen with real widgets. Error dialogs are recorded instead of shown
+(a modal dialog would block the test), torch uses one thread (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+CATEGORIES = ("widget", "gadget")
+
+
+def _texture(rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    img = np.full((size, size, 3), 120, np.uint8)
+    img[::8, :, :] = 90  # a regular weave, so a defect breaks a pattern
+    img[:, ::8, :] = 90
+    return np.clip(img.astype(np.int16) + rng.integers(-8, 8, img.shape), 0, 255).astype(np.uint8)
+
+
+def make_tiny_mvtec(root: Path, categories=CATEGORIES, n_train: int = 8, n_good: int = 3, n_bad: int = 3) -> Path:
+    """A two-category MVTec AD layout with 64 px images and exact masks (written with cv2)."""
+    rng = np.random.default_rng(0)
+    for cat in categories:
+        base = root / cat
+        for split, label, n in (("train", "good", n_train), ("test", "good", n_good), ("test", "scratch", n_bad)):
+            folder = base / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = _texture(rng)
+                if label != "good":
+                    mask = np.zeros(img.shape[:2], np.uint8)
+                    cv2.line(mask, (10 + i, 12), (50, 40 + i), 255, 3)
+                    img[mask > 0] = (20, 20, 200)
+                    gt = base / "ground_truth" / label
+                    gt.mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(gt / f"{i:03d}_mask.png"), mask)
+                cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+    return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    return make_tiny_mvtec(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture
+def shown_errors(monkeypatch) -> list[tuple[str, str, str]]:
+    """Records (title, message, details) of every error dialog instead of opening it."""
+    from workbench.gui.widgets import errors
+
+    shown: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(errors, "show_error",
+                        lambda parent, title, message, details="": shown.append((title, message, details)))
+    return shown
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def app_dirs(tmp_path, monkeypatch, tiny_root) -> Path:
+    """The user data folder and the sample data point into tmp_path."""
+    import workbench.gui.sample as sample
+
+    data_dir = tmp_path / "userdata"
+    monkeypatch.setattr(sample, "default_workspace_dir", lambda: data_dir / "default")
+    monkeypatch.setattr(sample, "sample_data_root", lambda: tiny_root)
+    import workbench.gui.main_window as mw
+
+    monkeypatch.setattr(mw, "sample_data_root", lambda: tiny_root)
+    return data_dir
+
+
+@pytest.fixture
+def window(qtbot, settings, shown_errors, app_dirs, monkeypatch):
+    from workbench.gui.main_window import MainWindow
+
+    monkeypatch.setattr(MainWindow, "confirm", lambda self, title, question: True)
+    win = MainWindow(settings, restore_last=False)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+
+
+@pytest.fixture
+def ws_window(window, tmp_path):
+    """A main window with a fresh workspace open."""
+    assert window.open_workspace(tmp_path / "ws", create=True) is not None
+    return window
+
+
+@pytest.fixture
+def wait_worker(qtbot):
+    """``wait_worker(worker)``: until it ended (finished, failed or cancelled) and its thread
+    stopped, so the next step sees the job's effects."""
+
+    def wait(worker, timeout: int = 60_000) -> None:
+        assert worker is not None
+        qtbot.waitUntil(lambda: worker.state != "running" and worker._thread is None, timeout=timeout)
+
+    return wait
+
+
+@pytest.fixture
+def imported(qtbot, ws_window, tiny_root, wait_worker):
+    """ws_window with both tiny categories imported and the first one current."""
+    worker = ws_window.dataset_panel.import_dataset(tiny_root)
+    wait_worker(worker)
+    qtbot.waitUntil(lambda: ws_window.session.dataset is not None, timeout=10_000)
+    return ws_window

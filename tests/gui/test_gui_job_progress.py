@@ -1,0 +1,47 @@
+"""JobProgress: loss curve when the method reports one, per-stage progress otherwise."""
+
+from __future__ import annotations
+
+from workbench.core.jobs import ProgressEvent
+from workbench.gui.widgets.job_progress import JobProgress, format_duration
+from workbench.gui.workers import JobRunner, Worker
+
+
+def lossy_job(*, progress, cancel):
+    for i in range(5):
+        progress(ProgressEvent("fit", i + 1, 5, metrics={"loss": 1.0 / (i + 1)}))
+    return "ok"
+
+
+def staged_job(*, progress, cancel):
+    for stage in ("extract features", "coreset selection"):
+        for i in range(4):
+            progress(ProgressEvent(stage, i + 1, 4))
+    return "ok"
+
+
+def test_loss_is_plotted_when_reported(qtbot):
+    widget = JobProgress()
+    qtbot.addWidget(widget)
+    worker = Worker(lossy_job)
+    widget.attach(worker, "Training")
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        JobRunner().start(worker)
+    assert widget._loss == [1.0, 0.5, 1 / 3, 0.25, 0.2]
+    assert list(widget._curves) == ["loss"]
+    assert widget.stage.text() == "Done" and widget.bar.value() == widget.bar.maximum()
+    assert "Training started" in widget.log.toPlainText()
+
+
+def test_stage_progress_is_plotted_without_loss(qtbot):
+    widget = JobProgress()
+    qtbot.addWidget(widget)
+    worker = Worker(staged_job)
+    widget.attach(worker, "Training")
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        JobRunner().start(worker)
+    assert list(widget._curves) == ["extract features", "coreset selection"]
+    assert widget._loss == []
+    log = widget.log.toPlainText()
+    assert "extract features (4 steps)" in log and "coreset selection (4 steps)" in log
+    assert format_duration(75) == "1:15" and format_duration(3725) == "1:02:05"

@@ -1,0 +1,103 @@
+"""Entry point of the desktop application (``workbench gui`` and bare ``workbench``)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+from types import TracebackType
+
+import workbench
+
+APP_NAME = "Anomaly Inspection Workbench"
+ORG_NAME = "Workbench"
+ORG_DOMAIN = "workbench.local"
+
+
+def style_sheet_path() -> Path:
+    """``resources/style.qss`` of the checkout (optional: the app works without it)."""
+    return Path(workbench.__file__).resolve().parents[1] / "resources" / "style.qss"
+
+
+def load_style_sheet() -> str:
+    path = style_sheet_path()
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def install_excepthook() -> None:
+    """An exception escaping a slot shows the error dialog instead of killing the app (or
+    vanishing into a console the engineer never sees)."""
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, exc, tb)
+            return
+        details = "".join(traceback.format_exception(kind, exc, tb))
+        logging.getLogger("workbench.gui").error("Unhandled exception\n%s", details)
+        from PySide6.QtWidgets import QApplication
+
+        from workbench.gui.widgets import errors
+
+        errors.show_error(QApplication.activeWindow(), "Unexpected error",
+                          f"{kind.__name__}: {exc}\n\nThe last action did not complete; your "
+                          "workspace is safe. Please report this with the details below.", details)
+
+    sys.excepthook = hook
+
+
+def reserve_gui_core() -> int:
+    """Leave one CPU core to the GUI thread: torch's default uses every core, and then the
+    window stutters while a model trains (worst on 2-4 core laptops). Returns the threads used."""
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    if cores > 1 and torch.get_num_threads() >= cores:
+        torch.set_num_threads(cores - 1)
+    return torch.get_num_threads()
+
+
+def create_application(argv: list[str]):
+    """The QApplication with names (for QSettings), style sheet and light pyqtgraph defaults."""
+    from PySide6.QtWidgets import QApplication, QStyle
+
+    app = QApplication.instance() or QApplication(argv)
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName(APP_NAME)
+    app.setOrganizationName(ORG_NAME)
+    app.setOrganizationDomain(ORG_DOMAIN)
+    app.setApplicationVersion(workbench.__version__)
+    app.setStyle("Fusion")  # identical look on Windows, macOS and Linux; the QSS builds on it
+    app.setStyleSheet(load_style_sheet())
+    app.setWindowIcon(app.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView))
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(background="w", foreground="#374151", antialias=True)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the GUI. ``argv`` (without the program name) may hold a workspace folder to open."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("workbench").setLevel(logging.INFO)
+    args = list(sys.argv[1:] if argv is None else argv)
+    app = create_application([sys.argv[0] if sys.argv else "workbench", *args])
+    install_excepthook()
+    reserve_gui_core()
+    from workbench.gui.main_window import MainWindow
+
+    workspace_arg = next((a for a in args if not a.startswith("-")), None)
+    window = MainWindow(restore_last=workspace_arg is None)
+    if workspace_arg:
+        window.open_workspace(workspace_arg)
+    window.show()
+    return int(app.exec())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

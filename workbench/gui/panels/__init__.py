@@ -1,0 +1,1 @@
+"""One panel per workflow step (Dataset, Method & Training; Threshold, Review, Export later)."""

@@ -1,0 +1,24 @@
+"""The laptop demo path: a workspace holding every category of the shipped sample data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import workbench
+from workbench.core.workspace import default_workspace_dir
+
+SAMPLE_WORKSPACE_NAME = "sample"
+
+
+def sample_data_root() -> Path:
+    """The shipped sample dataset: the CLI's idea of it when available, else the checkout's."""
+    try:
+        from workbench.cli import sample_data_dir
+    except ImportError:
+        return Path(workbench.__file__).resolve().parents[1] / "sample_data"
+    return Path(sample_data_dir())
+
+
+def sample_workspace_dir() -> Path:
+    """Next to the default workspace in the user data folder, so it never mixes with real work."""
+    return default_workspace_dir().parent / SAMPLE_WORKSPACE_NAME

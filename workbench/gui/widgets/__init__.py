@@ -1,0 +1,1 @@
+"""Reusable widgets: the parameter form, the error dialog, image preview and job progress."""
