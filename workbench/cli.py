@@ -12,6 +12,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -202,7 +203,20 @@ def _expand_images(items: list[str]) -> list[tuple[Path, str]]:
             found.append((path, path.stem))
         else:
             raise CliError(f"Image or folder not found: {path}")
-    return found
+    # Same names (a.png next to a.jpg, or a.png in two folders given): make each output name
+    # unique, so that no overlay overwrites another.
+    clashes = Counter(stem for _, stem in found)
+    unique: list[tuple[Path, str]] = []
+    used: set[str] = set()
+    for p, stem in found:
+        name = base = stem if clashes[stem] == 1 else f"{stem}_{p.suffix.lstrip('.').lower()}"
+        n = 1
+        while name in used:
+            n += 1
+            name = f"{base}-{n}"
+        used.add(name)
+        unique.append((p, name))
+    return unique
 
 
 def _load_scorer(path: str, device: str | None):
@@ -438,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except (CliError, ValueError, BackboneError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # e.g. disk full while saving: the previous files are kept
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}. Free disk space or check the drive, then try again "
+              "(a model being saved keeps its previous version).", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (KeyboardInterrupt, Cancelled):
         print("interrupted", file=sys.stderr)

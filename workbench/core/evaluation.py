@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from workbench.core.data import Dataset, ImageRecord, read_mask
+from workbench.core.data import Dataset, ImageRecord, read_image, read_mask
+from workbench.core.data.io import image_dimensions
 from workbench.core.jobs import CancelToken, ProgressCallback
 from workbench.core.methods import AnomalyModel
 from workbench.core.methods.images import LazyImages
@@ -91,5 +91,5 @@ def pixel_pairs(records: list[ImageRecord], maps: np.ndarray) -> tuple[list[np.n
 
 def _image_shape(record: ImageRecord) -> tuple[int, int]:
     """(height, width) from the file header, without decoding the pixels."""
-    with Image.open(record.path) as img:
-        return img.height, img.width
+    shape = image_dimensions(record.path)
+    return shape if shape is not None else read_image(record.path).shape[:2]

@@ -22,13 +22,20 @@ Decisions worth knowing:
   a smaller depth than its siblings; pass ``bit_depth=`` to fix the depth for a whole set.
 * Float images in [0, 1] are scaled by 255; any other float range is stretched by the
   image's own min..max (there is no standard for it); NaN/inf become 0.
+* Images above :data:`MAX_IMAGE_PIXELS` (200 megapixels) are refused from their header,
+  before anything is decoded: one such image decodes to gigabytes (16-bit RGBA) and would
+  stall or kill a laptop. Downscale or tile them first.
+* Symbolic links are followed; a link whose target is missing is listed as unreadable.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
 from pathlib import Path
 
 import cv2
@@ -37,6 +44,8 @@ import numpy as np
 from .records import GOOD, DatasetError, ImageRecord, ImportReport
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+MAX_IMAGE_PIXELS = 200_000_000  # width x height; larger images are refused before decoding
 
 _STANDARD_DEPTHS = (8, 10, 12, 14, 16)
 _TAIL = 4096  # bytes searched for end-of-image markers (writers may append padding)
@@ -83,8 +92,56 @@ def _truncation(data: bytes, fmt: str | None) -> str | None:
     return None
 
 
+# Reading a damaged TIFF header is expected here (the decoder then reports the damage).
+warnings.filterwarnings("ignore", message="Corrupt EXIF data", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+
+_PIL_HEADER_READERS = {"png": ("PngImagePlugin", "PngImageFile"), "jpeg": ("JpegImagePlugin", "JpegImageFile"),
+                       "bmp": ("BmpImagePlugin", "BmpImageFile"), "tiff": ("TiffImagePlugin", "TiffImageFile"),
+                       "webp": ("WebPImagePlugin", "WebPImageFile")}
+
+
+def _header_size(fp, fmt: str | None) -> tuple[int, int] | None:
+    """(width, height) from the file header without decoding pixels; None if unknown.
+
+    Pillow's format classes are used directly, because ``Image.open`` itself refuses images
+    above Pillow's own (smaller) decompression-bomb limit before telling us the size.
+    """
+    if fmt not in _PIL_HEADER_READERS:
+        return None
+    module, cls = _PIL_HEADER_READERS[fmt]
+    try:
+        size = getattr(importlib.import_module(f"PIL.{module}"), cls)(fp).size
+        return int(size[0]), int(size[1])
+    except Exception:  # noqa: BLE001 - an unparsable header is left to OpenCV to report
+        return None
+
+
+def image_dimensions(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """``(height, width)`` of an image file read from its header only; None if unknown."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+            fh.seek(0)
+            size = _header_size(fh, _sniff(head))
+    except OSError:
+        return None
+    return None if size is None else (size[1], size[0])
+
+
+def _check_pixel_limit(path: Path, data: bytes, fmt: str | None) -> None:
+    size = _header_size(BytesIO(data), fmt)
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        w, h = size
+        raise ImageReadError(path, f"image is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels), above the "
+                             f"limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels",
+                             "Downscale it or cut it into tiles before importing.")
+
+
 def _load_bytes(path: Path) -> bytes:
     if not path.exists():
+        if path.is_symlink():
+            raise ImageReadError(path, f"broken symbolic link (its target '{os.readlink(path)}' does not "
+                                 "exist)", "Fix or delete the link.")
         raise ImageReadError(path, "file not found", "Check the path, or re-scan the dataset folder.")
     if path.is_dir():
         raise ImageReadError(path, "this is a folder, not an image file", "Point to an image file.")
@@ -107,6 +164,7 @@ def _decode(path: str | os.PathLike[str], flags: int = cv2.IMREAD_UNCHANGED) -> 
     problem = _truncation(data, fmt)
     if problem:
         raise ImageReadError(path, problem)
+    _check_pixel_limit(path, data, fmt)
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error as exc:  # OpenCV raises for some malformed headers instead of returning None
@@ -259,16 +317,29 @@ def probe_image(path: str | os.PathLike[str]) -> str | None:
 
 
 def is_image_file(path: Path) -> bool:
-    """Image suffix and not a hidden file (macOS ``._x.png`` resource forks look like images)."""
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    """Image suffix and not a hidden file (macOS ``._x.png`` resource forks look like images).
+
+    A broken symbolic link with an image suffix counts too, so that the import report lists it
+    as unreadable instead of it silently vanishing.
+    """
+    return ((path.is_file() or (path.is_symlink() and not path.exists()))
+            and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."))
 
 
 def list_images(folder: Path, recursive: bool = False, report: ImportReport | None = None) -> list[Path]:
-    """Image files in ``folder``, sorted; ignored non-image files become a report warning."""
+    """Image files in ``folder``, sorted; ignored non-image files become a report warning.
+
+    A folder that cannot be listed (permissions) is reported as unreadable and yields nothing.
+    """
     if not folder.is_dir():
         return []
-    entries = folder.rglob("*") if recursive else folder.iterdir()
     images, ignored = [], []
+    try:
+        entries = list(folder.rglob("*") if recursive else folder.iterdir())
+    except OSError as exc:
+        if report is not None:
+            report.unreadable.append((folder, f"cannot list this folder ({exc.strerror or exc})"))
+        return []
     for p in entries:
         if any(part.startswith(".") for part in p.relative_to(folder).parts):
             continue
@@ -286,7 +357,11 @@ def list_subdirs(folder: Path) -> list[Path]:
     """Visible sub-folders, sorted."""
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_path_key)
+    try:
+        entries = list(folder.iterdir())
+    except OSError:  # unreadable folder: its images are reported by list_images
+        return []
+    return sorted((p for p in entries if p.is_dir() and not p.name.startswith(".")), key=_path_key)
 
 
 def existing_dir(root: str | os.PathLike[str]) -> Path:
@@ -326,6 +401,7 @@ def validate_records(candidates: Iterable[ImageRecord], report: ImportReport,
     paths = sorted({r.path for r in candidates} | {r.mask_path for r in candidates if r.mask_path})
     reasons = dict(zip(paths, _probe_all(paths))) if check_images else {}
     kept: list[ImageRecord] = []
+    resized_masks: list[str] = []
     for rec in candidates:
         if reasons.get(rec.path):
             report.unreadable.append((rec.path, reasons[rec.path]))
@@ -335,9 +411,20 @@ def validate_records(candidates: Iterable[ImageRecord], report: ImportReport,
             rec = ImageRecord(rec.path, rec.split, rec.label, None)
         if rec.label != GOOD and rec.mask_path is None:
             report.missing_masks.append(rec.path)
+        if check_images and rec.mask_path is not None and _sizes_differ(rec.path, rec.mask_path):
+            resized_masks.append(rec.mask_path.name)
         report.counts[(rec.split, rec.label)] += 1
         kept.append(rec)
+    if resized_masks:
+        shown = ", ".join(resized_masks[:5]) + (" ..." if len(resized_masks) > 5 else "")
+        report.warnings.append(f"{len(resized_masks)} mask(s) differ in size from their image and are resized "
+                               f"to match it (binarised at 0.5): {shown}. Check that each mask belongs to its image.")
     return kept
+
+
+def _sizes_differ(image: Path, mask: Path) -> bool:
+    a, b = image_dimensions(image), image_dimensions(mask)
+    return a is not None and b is not None and a != b
 
 
 def _probe_all(paths: list[Path]) -> list[str | None]:

@@ -84,14 +84,19 @@ def _find_csv(root: Path, split_csv: PathLike | None) -> Path | None:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in _REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise DatasetError(f"Split CSV '{path}' lacks column(s) {', '.join(missing)}; expected "
-                               "a header 'object,split,label,image,mask' as in VisA's split_csv/1cls.csv.")
-        return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            missing = [c for c in _REQUIRED_COLUMNS if c not in columns]
+            if missing:
+                raise DatasetError(f"Split CSV '{path}' lacks column(s) {', '.join(missing)}; expected "
+                                   "a header 'object,split,label,image,mask' as in VisA's split_csv/1cls.csv.")
+            # extra fields of an over-long row land under the key None: ignored
+            return [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    except (UnicodeDecodeError, csv.Error, OSError) as exc:
+        raise DatasetError(f"Split CSV '{path}' cannot be read ({exc}). Save it as a UTF-8 text file with "
+                           "the header 'object,split,label,image,mask'.") from exc
 
 
 def _load_from_csv(root: Path, csv_path: Path, category: str | None, check_images: bool) -> Dataset:

@@ -9,6 +9,7 @@ cancellation, devices and the parameter schema. Saving and loading live in
 
 from __future__ import annotations
 
+import logging
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ COMMON_PARAMS: tuple[Param, ...] = (
 )
 
 Report = Callable[..., None]
+log = logging.getLogger(__name__)
 
 
 def default_device() -> torch.device:
@@ -125,12 +127,32 @@ class AnomalyModel(ABC):
         maps = np.empty((len(images), self.image_size, self.image_size), np.float32)
         for start, chunk in batches(images, int(self.params["batch_size"])):
             cancel.raise_if_cancelled()
-            x = self.preprocess(chunk)
-            batch_scores, batch_maps = self._predict_tensor(x)
+            batch_scores, batch_maps = self._predict_chunk(chunk)
             scores[start:start + len(chunk)] = batch_scores.float().cpu().numpy()
             maps[start:start + len(chunk)] = batch_maps.float().cpu().numpy()
             report(start + len(chunk))
         return scores, maps
+
+    def _predict_chunk(self, chunk: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_predict_tensor`` on a list of images; on CUDA out-of-memory the batch is halved and
+        retried down to single images, then the model moves to the CPU (logged) and goes on."""
+        try:
+            return self._predict_tensor(self.preprocess(chunk))
+        except torch.cuda.OutOfMemoryError:
+            if len(chunk) == 1 and self.device.type == "cpu":
+                raise
+        # retried outside the except block, so the failed attempt's tensors are freed first
+        if len(chunk) > 1:
+            half = len(chunk) // 2
+            a, b = self._predict_chunk(chunk[:half]), self._predict_chunk(chunk[half:])
+            return torch.cat([a[0].cpu(), b[0].cpu()]), torch.cat([a[1].cpu(), b[1].cpu()])
+        log.warning("%s: out of GPU memory even for one image; continuing on the CPU (slower).", self.title)
+        tensors = {k: v.detach().cpu() for k, v in self.state_tensors().items()}
+        self.device, self._extractor = torch.device("cpu"), None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.load_state_tensors(tensors)
+        return self._predict_tensor(self.preprocess(chunk))
 
     def iter_feature_batches(self, images: Sequence[np.ndarray], cancel: CancelToken,
                              report: Report) -> Any:

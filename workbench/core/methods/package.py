@@ -4,13 +4,19 @@ plain JSON) and ``weights.safetensors`` (the learned tensors). Nothing is ever u
 The JSON records the format version, method and parameters, backbone and its weights
 source, input size and normalisation, score statistics, thresholds and a SHA-256 of the
 weights file, so a loader can refuse a package it cannot reproduce exactly.
+
+Everything that can go wrong while loading (missing or damaged files, a newer format, tensors
+that do not fit the method, e.g. from another input size) raises :class:`ModelPackageError`
+with a message for the user; a loaded model has scored one blank image, so it is known to
+work. Saving is crash-safe (see :mod:`workbench.core.files`): a save that fails (disk full)
+or is killed leaves the previous package loadable.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import tempfile
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +24,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import workbench
-from workbench.core.files import atomic_replace_dir, atomic_write_json, file_sha256
-from workbench.core.backbones import BackboneSpec
+from workbench.core.files import (atomic_replace_dir, atomic_write_json, clean_stale_siblings, file_sha256,
+                                  recover_dir, staging_dir)
+from workbench.core.backbones import BackboneError, BackboneSpec
 from workbench.core.methods.base import AnomalyModel
 from workbench.core.methods.registry import get_method
 
@@ -41,12 +48,17 @@ def save_model(model: AnomalyModel, directory: str | Path) -> Path:
     if not model.fitted:
         raise ValueError("Cannot save an untrained model.")
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    weights_path = staging / WEIGHTS_FILE
-    save_file(model.state_tensors(), str(weights_path))
-    atomic_write_json(staging / META_FILE, build_metadata(model, file_sha256(weights_path)))
-    atomic_replace_dir(staging, directory)
+    recover_dir(directory)  # a previous save killed half-way: restore, then tidy up its leftovers
+    clean_stale_siblings(directory)
+    staging = staging_dir(directory)
+    try:
+        weights_path = staging / WEIGHTS_FILE
+        save_file(model.state_tensors(), str(weights_path))
+        atomic_write_json(staging / META_FILE, build_metadata(model, file_sha256(weights_path)))
+        atomic_replace_dir(staging, directory)
+    except BaseException:  # e.g. disk full: the previous package stays as it was
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return directory
 
 
@@ -69,8 +81,11 @@ def build_metadata(model: AnomalyModel, weights_sha256: str) -> dict[str, Any]:
 
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:
+    """The package's ``model.json``, checked for structure; ModelPackageError otherwise."""
     directory = Path(directory)
     meta_path = directory / META_FILE
+    if not directory.is_dir():
+        recover_dir(directory)
     if not directory.is_dir():
         raise ModelPackageError(f"Model folder not found: {directory}")
     if not meta_path.is_file():
@@ -78,37 +93,119 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
                                 "Pick the folder written by 'workbench train --out'.")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
         raise ModelPackageError(f"{meta_path} is damaged ({exc}). Retrain or restore the model.") from exc
     if not isinstance(meta, dict) or "format_version" not in meta or "method" not in meta:
-        raise ModelPackageError(f"{meta_path} lacks 'format_version' or 'method'.")
-    if int(meta["format_version"]) > FORMAT_VERSION:
+        raise ModelPackageError(f"{meta_path} lacks 'format_version' or 'method': it is damaged or "
+                                "not a workbench model. Retrain or restore the model.")
+    version = meta["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelPackageError(f"{meta_path}: 'format_version' must be a positive whole number, "
+                                f"not {version!r}. The file is damaged; retrain or restore the model.")
+    if version > FORMAT_VERSION:
         raise ModelPackageError(
-            f"{directory} was written by a newer workbench (format {meta['format_version']}, this "
+            f"{directory} was written by a newer workbench (format {version}, this "
             f"version reads up to {FORMAT_VERSION}). Update the workbench to load it.")
     return meta
 
 
-def load_model(directory: str | Path, device: str | torch.device | None = None) -> AnomalyModel:
-    """Rebuild a trained model from its package, verifying the weights checksum."""
+def _check_structure(directory: Path, meta: dict[str, Any]) -> Path:
+    """Types of the keys load_model relies on; returns the weights file path."""
+    def bad(what: str) -> ModelPackageError:
+        return ModelPackageError(f"{directory / META_FILE}: {what}. The file is damaged or was edited by "
+                                 "hand; retrain or restore the model.")
+
+    if not isinstance(meta["method"], str):
+        raise bad("'method' must be a method name")
+    if not isinstance(meta.get("params"), dict):
+        raise bad("'params' must be an object of hyperparameters")
+    backbone = meta.get("backbone")
+    if not (isinstance(backbone, dict) and isinstance(backbone.get("name"), str)
+            and isinstance(backbone.get("weights"), str)
+            and isinstance(backbone.get("weights_sha256"), (str, type(None)))):
+        raise bad("'backbone' must hold the backbone 'name' and 'weights'")
+    name = meta.get("weights_file", WEIGHTS_FILE)
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise bad(f"'weights_file' must be a file name inside the model folder, not {name!r}")
+    sha = meta.get("weights_sha256")
+    if sha is not None and not isinstance(sha, str):
+        raise bad("'weights_sha256' must be a hex string")
+    inp = meta.get("input", {})
+    if not isinstance(inp, dict):
+        raise bad("'input' must be an object")
+    channels = inp.get("channels", 3)
+    if channels != 3:
+        raise ModelPackageError(f"{directory} expects {channels!r}-channel input images, but this workbench "
+                                "feeds RGB (3 channels): the model comes from another tool or was edited. "
+                                "Retrain it here.")
+    return directory / name
+
+
+def _check_input_size(directory: Path, meta: dict[str, Any], model: AnomalyModel) -> None:
+    size = meta.get("input", {}).get("size")
+    if size is not None and size != [model.image_size, model.image_size]:
+        raise ModelPackageError(f"{directory}: {META_FILE} says the input size is {size!r} but the parameters "
+                                f"say image_size={model.image_size}. The file was edited or damaged; "
+                                "retrain or restore the model.")
+
+
+def _smoke_test(directory: Path, model: AnomalyModel) -> None:
+    """Score one grey image: tensors that do not fit the method fail here, not in the user's run."""
+    import numpy as np
+
+    size = model.image_size
+    try:
+        scores, maps = model.predict([np.full((size, size, 3), 128, np.uint8)])
+    except BackboneError as exc:
+        raise ModelPackageError(f"{directory}: the backbone cannot be built: {exc}") from exc
+    except (RuntimeError, ValueError, IndexError, KeyError, TypeError, AssertionError) as exc:
+        raise ModelPackageError(
+            f"{directory}: the weights do not fit the '{model.name}' model described in {META_FILE} "
+            f"(trained on another input size, channel count or version?): {exc}. Retrain the model.") from exc
+    if scores.shape != (1,) or maps.shape != (1, size, size):
+        raise ModelPackageError(f"{directory}: the model produced outputs of the wrong shape; retrain it.")
+
+
+def load_model(directory: str | Path, device: str | torch.device | None = None,
+               verify: bool = True) -> AnomalyModel:
+    """Rebuild a trained model from its package, verifying the weights checksum.
+
+    Weights are read with safetensors only: nothing is ever unpickled. With ``verify`` (the
+    default) the model scores one blank image before it is returned, so weights that do not
+    fit the method raise ModelPackageError here instead of a torch error later.
+    """
     directory = Path(directory)
     meta = read_metadata(directory)
-    weights_path = directory / str(meta.get("weights_file", WEIGHTS_FILE))
+    weights_path = _check_structure(directory, meta)
     if not weights_path.is_file():
-        raise ModelPackageError(f"{weights_path} is missing: the model package is incomplete.")
-    if meta.get("weights_sha256") and file_sha256(weights_path) != meta["weights_sha256"]:
+        raise ModelPackageError(f"{weights_path} is missing: the model package is incomplete. "
+                                "Restore the file or retrain the model.")
+    try:
+        digest = file_sha256(weights_path)
+    except OSError as exc:
+        raise ModelPackageError(f"{weights_path} cannot be read ({exc.strerror or exc}).") from exc
+    if meta.get("weights_sha256") and digest != meta["weights_sha256"]:
         raise ModelPackageError(f"{weights_path} does not match the checksum in {META_FILE}: the "
                                 "file was altered or damaged. Retrain or restore the model.")
     try:
-        cls = get_method(str(meta["method"]))
+        cls = get_method(meta["method"])
         model = cls(device=device, **meta["params"])
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise ModelPackageError(f"{directory}: {exc}") from exc
+    _check_input_size(directory, meta, model)
     model.backbone_spec = BackboneSpec.from_dict(meta["backbone"])
     try:
         tensors = load_file(str(weights_path))
     except Exception as exc:
         raise ModelPackageError(f"{weights_path} cannot be read as safetensors: {exc}") from exc
-    model.load_state_tensors(tensors)
+    try:
+        model.load_state_tensors(tensors)
+    except BackboneError as exc:
+        raise ModelPackageError(f"{directory}: the backbone cannot be built: {exc}") from exc
+    except (RuntimeError, ValueError, IndexError, KeyError, TypeError, AssertionError) as exc:
+        raise ModelPackageError(f"{weights_path} does not hold the tensors of a '{model.name}' model "
+                                f"({type(exc).__name__}: {exc}). Retrain or restore the model.") from exc
     model.metadata = {k: v for k, v in meta.items() if k not in CORE_KEYS}
+    if verify:
+        _smoke_test(directory, model)
     return model

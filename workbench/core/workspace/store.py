@@ -363,13 +363,22 @@ class Workspace:
         """
         with self._lock:
             conn = self._live()
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+            except sqlite3.OperationalError as exc:  # disk full, I/O error, locked too long
+                if conn.in_transaction:
+                    try:
+                        conn.rollback()
+                    except sqlite3.Error:
+                        pass  # SQLite rolls an unfinished transaction back on the next open
+                raise WorkspaceError(f"Cannot save to the workspace '{self.path}': {exc}. Nothing was "
+                                     "changed; free disk space or check the drive, then try again.") from exc
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
