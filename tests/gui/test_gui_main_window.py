@@ -26,8 +26,12 @@ def test_steps_shortcuts_and_later_steps(qtbot, ws_window):
     assert ws_window.current_step() == "training"
     QTest.keyClick(ws_window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
     assert ws_window.current_step() == "dataset"
+    QTest.keyClick(ws_window, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
+    assert ws_window.current_step() == "threshold"
     QTest.keyClick(ws_window, Qt.Key.Key_4, Qt.KeyboardModifier.ControlModifier)
-    assert ws_window.current_step() == "dataset"  # Review is not built yet
+    assert ws_window.current_step() == "review"
+    QTest.keyClick(ws_window, Qt.Key.Key_5, Qt.KeyboardModifier.ControlModifier)
+    assert ws_window.current_step() == "review"  # Export has no panel yet
     assert "later release" in ws_window.statusBar().currentMessage()
     for row, step in enumerate(STEPS):
         enabled = bool(ws_window.navigator.item(row).flags() & Qt.ItemFlag.ItemIsEnabled)

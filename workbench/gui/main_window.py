@@ -24,6 +24,8 @@ from workbench.core.workspace import Workspace, WorkspaceError
 from workbench.gui import recent
 from workbench.gui.device import device_description
 from workbench.gui.panels.dataset_panel import DatasetPanel
+from workbench.gui.panels.review_panel import ReviewPanel
+from workbench.gui.panels.threshold_panel import ThresholdPanel
 from workbench.gui.panels.training_panel import TrainingPanel
 from workbench.gui.pipelines import import_datasets
 from workbench.gui.sample import sample_data_root, sample_workspace_dir
@@ -48,8 +50,8 @@ class Step:
 STEPS = (
     Step("dataset", "Dataset", QStyle.StandardPixmap.SP_DirIcon, True),
     Step("training", "Method & Training", QStyle.StandardPixmap.SP_ComputerIcon, True),
-    Step("threshold", "Threshold", QStyle.StandardPixmap.SP_FileDialogDetailedView, False),
-    Step("review", "Review", QStyle.StandardPixmap.SP_FileDialogContentsView, False),
+    Step("threshold", "Threshold", QStyle.StandardPixmap.SP_FileDialogDetailedView, True),
+    Step("review", "Review", QStyle.StandardPixmap.SP_FileDialogContentsView, True),
     Step("export", "Export", QStyle.StandardPixmap.SP_DialogSaveButton, False),
 )
 
@@ -69,11 +71,17 @@ class MainWindow(QMainWindow):
         self.first_run = FirstRunPage()
         self.dataset_panel = DatasetPanel(self.session)
         self.training_panel = TrainingPanel(self.session)
+        self.threshold_panel = ThresholdPanel(self.session)
+        self.review_panel = ReviewPanel(self.session)
         self.stack = QStackedWidget()
-        self.stack.addWidget(self.first_run)
-        self.stack.addWidget(self.dataset_panel)
-        self.stack.addWidget(self.training_panel)
-        self.pages: dict[str, QWidget] = {"dataset": self.dataset_panel, "training": self.training_panel}
+        for page in (self.first_run, self.dataset_panel, self.training_panel, self.threshold_panel,
+                     self.review_panel):
+            self.stack.addWidget(page)
+        self.pages: dict[str, QWidget] = {"dataset": self.dataset_panel, "training": self.training_panel,
+                                          "threshold": self.threshold_panel, "review": self.review_panel}
+        # Reviewed labels are the calibration's ground truth; a saved calibration moves the outlines.
+        self.review_panel.labelsChanged.connect(lambda _dataset_id: self.threshold_panel.refresh(force=True))
+        self.threshold_panel.calibrationSaved.connect(lambda _name: self.session.modelsChanged.emit())
 
         self.navigator = self._build_navigator()
         central = QWidget()
@@ -370,6 +378,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.sync()
+        self.review_panel.shutdown()
         self._stop_jobs()
         self.dataset_panel.images_model.loader.clear()
         self.session.close()

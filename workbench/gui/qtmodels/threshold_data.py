@@ -1,0 +1,181 @@
+"""What the Threshold step shows, prepared once in a worker, and cheap look-ups for dragging.
+
+:func:`prepare_threshold_data` is the panel's job (run it in a :class:`~workbench.gui.workers.Worker`):
+the cached evaluation of the model (``evaluation_for``), its ROC / PR curves, the pixel-level
+PRO curve (thinned for plotting), the pixel thresholds of the core's pixel presets and the
+calibrations already stored in the package. Everything is computed by ``workbench.core``;
+this module only orders the calls and keeps the results.
+
+:class:`ScoreIndex` makes moving the threshold cheap: scores are sorted once, and the
+confusion counts at any threshold are two ``np.searchsorted`` calls (O(log n)) packed into
+the core's :class:`~workbench.core.metrics.Confusion`, which defines every rate. It gives
+exactly what ``confusion_at`` gives (same ``score >= threshold`` rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.core.calibration import calibrate, load_calibrations
+from workbench.core.data import Dataset
+from workbench.core.evaluation import EvalResult, pixel_pairs
+from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
+from workbench.core.methods.package import read_metadata
+from workbench.core.metrics import Confusion, Curve, ProCurve, downsample_curve, pr_curve, pro_curve, roc_curve
+from workbench.core.labels.reviewed import evaluate_reviewed
+from workbench.core.predictions import evaluation_for
+
+PRO_PLOT_POINTS = 1000  # the thinned PRO curve keeps this many points (plot and operating-point look-up)
+PIXEL_VALUE_PRESETS = ("f1", "good_max")  # the core's pixel presets that give a value ("none" gives none)
+
+
+class ScoreIndex:
+    """Sorted good and defective scores: confusion counts at any threshold in O(log n)."""
+
+    def __init__(self, labels: np.ndarray, scores: np.ndarray) -> None:
+        labels = np.asarray(labels, bool)
+        scores = np.asarray(scores, np.float64)
+        if labels.shape != scores.shape:
+            raise ValueError(f"got {labels.size} labels but {scores.size} scores")
+        self.good = np.sort(scores[~labels])
+        self.defect = np.sort(scores[labels])
+
+    @staticmethod
+    def count_at_or_above(sorted_scores: np.ndarray, threshold: float) -> int:
+        """How many of ``sorted_scores`` (ascending) are ``>= threshold``."""
+        return int(sorted_scores.size - np.searchsorted(sorted_scores, threshold, side="left"))
+
+    def confusion(self, threshold: float) -> Confusion:
+        tp = self.count_at_or_above(self.defect, threshold)
+        fp = self.count_at_or_above(self.good, threshold)
+        return Confusion(tp=tp, fp=fp, tn=self.good.size - fp, fn=self.defect.size - tp)
+
+    @property
+    def n_good(self) -> int:
+        return int(self.good.size)
+
+    @property
+    def n_defect(self) -> int:
+        return int(self.defect.size)
+
+
+@dataclass
+class ThresholdData:
+    """Everything the Threshold step plots, for one model on one dataset's test split.
+
+    Curves are ``None`` where the data cannot give them (no defective or no good images, no
+    pixel ground truth); ``notes`` says why, in words for the user.
+    """
+
+    evaluation: EvalResult
+    labels: np.ndarray
+    scores: np.ndarray  # raw image scores (float64), in record order
+    roc: Curve | None = None
+    pr: Curve | None = None
+    pro: ProCurve | None = None  # thinned to at most PRO_PLOT_POINTS for plotting
+    aupro: float | None = None
+    pixel_thresholds: dict[str, float | None] = field(default_factory=dict)  # core pixel preset -> value
+    image_stats: dict[str, float] | None = None  # model.metadata['score_stats']['image']
+    calibrations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    active_calibration: str | None = None
+    model_dir: Path | None = None
+    dataset_name: str = ""
+    dataset_root: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.index = ScoreIndex(self.labels, self.scores)
+
+    @property
+    def defect_types(self) -> list[str]:
+        return sorted({r.label for r in self.evaluation.records if r.is_anomalous})
+
+    @property
+    def has_both_classes(self) -> bool:
+        return self.index.n_good > 0 and self.index.n_defect > 0
+
+
+def image_curves(labels: np.ndarray, scores: np.ndarray) -> tuple[Curve | None, Curve | None, list[str]]:
+    """ROC and PR curves when the labels allow them, with a note for each one that is missing."""
+    notes: list[str] = []
+    roc = pr = None
+    if labels.any() and not labels.all():
+        roc = roc_curve(labels, scores)
+    else:
+        notes.append("The ROC curve needs both good and defective test images.")
+    if labels.any():
+        pr = pr_curve(labels, scores)
+    else:
+        notes.append("The PR curve needs defective test images.")
+    return roc, pr, notes
+
+
+def threshold_data_from_evaluation(evaluation: EvalResult, *, pixel: bool = True,
+                                   image_stats: dict[str, float] | None = None,
+                                   cancel: CancelToken | None = None,
+                                   report=None) -> ThresholdData:
+    """Curves and pixel presets of one evaluation (``pixel=False`` skips everything that
+    reads masks: synthetic evaluations in tests and benchmarks have no files)."""
+    labels = np.array([r.is_anomalous for r in evaluation.records], bool)
+    scores = np.asarray(evaluation.scores, np.float64)
+    roc, pr, notes = image_curves(labels, scores)
+    data = ThresholdData(evaluation, labels, scores, roc=roc, pr=pr, image_stats=image_stats, notes=notes)
+    if not pixel:
+        return data
+    if report:
+        report(1, "pixel ground truth")
+    masks, maps, without = pixel_pairs(evaluation.records, evaluation.maps)
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    if any(m.any() for m in masks):
+        if report:
+            report(2, "PRO curve")
+        data.pro = downsample_curve(pro_curve(masks, maps), PRO_PLOT_POINTS)
+        data.aupro = evaluation.aupro
+    else:
+        data.notes.append("No pixel ground truth (defect masks): the PRO curve and the pixel-F1 "
+                          "threshold are not available.")
+    if without:
+        data.notes.append(f"{without} defective image(s) have no mask and are left out of pixel metrics.")
+    del masks, maps
+    for i, preset in enumerate(PIXEL_VALUE_PRESETS):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        if report:
+            report(3 + i, f"pixel threshold ({preset})")
+        try:  # the core's own definition of each pixel preset, so the GUI and the CLI agree
+            data.pixel_thresholds[preset] = calibrate(evaluation, "manual", 0.0, pixel_preset=preset).pixel_threshold
+        except ValueError as exc:
+            data.pixel_thresholds[preset] = None
+            data.notes.append(str(exc))
+    return data
+
+
+def prepare_threshold_data(model_dir: str | Path, dataset: Dataset, *, labels: dict | None = None,
+                           labels_dir: Path | None = None, progress: ProgressCallback | None = None,
+                           cancel: CancelToken) -> ThresholdData:
+    """The Threshold step's job: evaluation (cached per model), curves, pixel presets and the
+    calibrations stored in the package. With reviewed ``labels`` (from the Review step), the
+    reviewed verdicts and masks are the ground truth."""
+    evaluation = evaluation_for(model_dir, dataset, progress=progress, cancel=cancel)
+    cancel.raise_if_cancelled()
+    if labels:
+        evaluation, _ = evaluate_reviewed(evaluation, labels, labels_dir, dataset.root, cancel=cancel)
+    report = make_reporter(progress, "Preparing threshold curves", 2 + len(PIXEL_VALUE_PRESETS) + 1)
+    meta = read_metadata(model_dir)
+    data = threshold_data_from_evaluation(evaluation, pixel=True, cancel=cancel, report=report,
+                                          image_stats=meta.get("score_stats", {}).get("image"))
+    data.calibrations = load_calibrations(model_dir)
+    data.active_calibration = meta.get("active_calibration")
+    data.model_dir = Path(model_dir)
+    data.dataset_name, data.dataset_root = dataset.name, str(dataset.root)
+    report(2 + len(PIXEL_VALUE_PRESETS) + 1)
+    return data
+
+
+__all__ = ["PIXEL_VALUE_PRESETS", "PRO_PLOT_POINTS", "ScoreIndex", "ThresholdData", "image_curves",
+           "prepare_threshold_data", "threshold_data_from_evaluation"]
