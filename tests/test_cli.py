@@ -60,6 +60,22 @@ def test_train_evaluate_predict(small_category, tmp_path, capsys):
     for a, b in zip(rows, rows_onnx):
         assert float(a["score"]) == pytest.approx(float(b["score"]), rel=1e-4)
 
+    # a run killed after three rows, mid-way through the fourth: the same command resumes
+    csv_path = out_onnx / "scores.csv"
+    lines = csv_path.read_bytes().splitlines(keepends=True)
+    csv_path.write_bytes(b"".join(lines[:4]) + lines[4][:12])
+    capsys.readouterr()
+    predict_onnx = ["predict", "--model", str(onnx_dir), str(small_category / "test"), "--out", str(out_onnx), "-q"]
+    assert main(predict_onnx) == 0
+    assert "Scored 5 image(s), 3 already done earlier" in capsys.readouterr().out
+    resumed = list(csv.DictReader(open(csv_path, encoding="utf-8")))
+    assert sorted(r["path"] for r in resumed) == sorted(r["path"] for r in rows_onnx)
+    # a different threshold would mix decisions: refused, until --restart
+    assert main([*predict_onnx, "--threshold", "0.5"]) == 2
+    assert "another threshold" in capsys.readouterr().err
+    assert main([*predict_onnx, "--threshold", "0.5", "--restart"]) == 0
+    assert "Scored 8 image(s) (threshold 0.5" in capsys.readouterr().out
+
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--data", "/does/not/exist", "--out", "x"], "not found"),

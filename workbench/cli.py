@@ -7,16 +7,12 @@ wrong, what to do) and exits non-zero on bad input: 2 for bad input, 130 when in
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -243,55 +239,27 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import cv2
-
-    from workbench.core.data import ImageReadError, read_image
-    from workbench.core.visualize import MapScale, defect_region, draw_outline, heat_overlay
+    from workbench.core.batch_predict import model_fingerprint, predict_folder
 
     model = _load_scorer(args.model, args.device)
     items = _expand_images(args.images)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     threshold = args.threshold
     if threshold is None:
         threshold = model.metadata.get("thresholds", {}).get("image", {}).get("value")
-    scale = MapScale.from_metadata(model.metadata) if "score_stats" in model.metadata else None
-    rows: list[dict[str, Any]] = []
-    batch = max(1, int(model.params["batch_size"]))
-    with progress_bars(not args.quiet) as bars:
-        for start in range(0, len(items), batch):
-            chunk, images = [], []
-            for path, stem in items[start:start + batch]:
-                try:
-                    images.append(read_image(path))
-                    chunk.append((path, stem))
-                except ImageReadError as exc:
-                    print(f"skipped: {exc}", file=sys.stderr)
-                    rows.append({"path": str(path), "score": "", "decision": "unreadable", "defect_area_px": ""})
-            if not images:
-                continue
-            scores, maps = model.predict(images)
-            for (path, stem), image, score, amap in zip(chunk, images, scores, maps):
-                decision = "" if threshold is None else ("NG" if score >= threshold else "OK")
-                scale_i = scale or MapScale.from_metadata({}, maps)
-                region = defect_region(amap, scale_i.threshold, image.shape[:2])
-                rows.append({"path": str(path), "score": f"{score:.6g}", "decision": decision,
-                             "defect_area_px": int(region.sum()) if decision != "OK" else 0})
-                if not args.no_overlays:
-                    vis = heat_overlay(image, scale_i.normalize(amap), alpha=0.45)
-                    if decision != "OK":
-                        vis = draw_outline(vis, region)
-                    _, png = cv2.imencode(".png", vis[:, :, ::-1])
-                    png.tofile(out_dir / f"{stem}_overlay.png")  # tofile: non-ASCII paths work
-            bars(_event("predict", min(start + batch, len(items)), len(items)))
-    csv_path = out_dir / "scores.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "score", "decision", "defect_area_px"])
-        writer.writeheader()
-        writer.writerows(rows)
-    n_ng = sum(r["decision"] == "NG" for r in rows)
+    try:
+        with progress_bars(not args.quiet) as bars:
+            summary = predict_folder(model, items, args.out, fingerprint=model_fingerprint(args.model),
+                                     threshold=threshold, overlays=not args.no_overlays,
+                                     resume=not args.restart, batch_size=args.batch_size, progress=bars)
+    except KeyboardInterrupt:
+        print(f"interrupted: the rows scored so far are in {Path(args.out) / 'scores.csv'}; "
+              "run the same command again to resume.", file=sys.stderr)
+        raise
     thr_text = "no threshold in the model" if threshold is None else f"threshold {threshold:.4g}"
-    print(f"Scored {len(rows)} image(s) ({thr_text}; {n_ng} NG). Scores: {csv_path}")
+    resumed = f", {summary.resumed} already done earlier" if summary.resumed else ""
+    bad = f", {summary.unreadable} unreadable" if summary.unreadable else ""
+    print(f"Scored {summary.scored} image(s){resumed}{bad} ({thr_text}; {summary.n_ng} NG in total). "
+          f"Scores: {summary.csv_path}")
     return 0
 
 
@@ -397,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, help="image threshold (default: the model's)")
     p.add_argument("--no-overlays", action="store_true", help="write only scores.csv")
+    p.add_argument("--restart", action="store_true",
+                   help="start scores.csv afresh (default: resume, skipping images already in it)")
+    p.add_argument("--batch-size", type=int, help="images per batch (default: the model's)")
     common(p)
     p.set_defaults(func=cmd_predict)
 

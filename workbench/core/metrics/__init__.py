@@ -21,6 +21,7 @@ __all__ = [
     "pixel_auroc",
     "pixel_f1_max",
     "pr_curve",
+    "roc_curve",
     "pro_curve",
     "resize_map",
     "resize_mask",
