@@ -6,7 +6,6 @@ so adding a parameter to a method makes it appear here (and in the CLI) with no 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,11 +29,13 @@ def label_for(name: str) -> str:
 
 
 def _decimals(param: Param) -> int:
-    """Enough decimals to show the minimum and the default exactly (e.g. 1e-6 -> 6)."""
+    """Enough decimals to show the minimum, default and maximum exactly (1e-6 -> 6, 0.999 -> 3,
+    0.99999 -> 5), at least 2 and at most 8."""
     needed = 2
-    for value in (param.minimum, param.default):
+    for value in (param.minimum, param.default, param.maximum):
         if value:
-            needed = max(needed, min(8, -math.floor(math.log10(abs(float(value)))) + 1))
+            fraction = f"{abs(float(value)):.8f}".rstrip("0").partition(".")[2]
+            needed = max(needed, len(fraction))
     return needed
 
 

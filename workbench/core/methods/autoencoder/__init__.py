@@ -1,0 +1,3 @@
+from workbench.core.methods.autoencoder.model import SsimAutoencoder
+
+__all__ = ["SsimAutoencoder"]

@@ -1,0 +1,3 @@
+from workbench.core.methods.cflow.model import CFlow
+
+__all__ = ["CFlow"]

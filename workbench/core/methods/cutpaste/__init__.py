@@ -1,0 +1,3 @@
+from workbench.core.methods.cutpaste.model import CutPaste
+
+__all__ = ["CutPaste"]

@@ -1,0 +1,3 @@
+from workbench.core.methods.dfm.model import Dfm
+
+__all__ = ["Dfm"]

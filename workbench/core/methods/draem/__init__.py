@@ -1,0 +1,3 @@
+from workbench.core.methods.draem.model import Draem
+
+__all__ = ["Draem"]

@@ -1,0 +1,3 @@
+from workbench.core.methods.efficientad.model import EfficientAd
+
+__all__ = ["EfficientAd"]

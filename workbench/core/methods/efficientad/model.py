@@ -1,0 +1,307 @@
+"""EfficientAD (Batzner, Heckler & König, "EfficientAD: Accurate Visual Anomaly Detection at
+Millisecond-Level Latencies", WACV 2024), the small variant EfficientAD-S.
+
+A tiny patch description network (PDN) teacher describes every 33 x 33 patch; a student PDN
+with twice the output channels learns, on good images only, (a) to predict the teacher's
+normalised features, with the hard-feature loss (only the squared errors above their 0.999
+quantile count, so the student does not waste capacity on what it already predicts), and
+(b) to predict the output of a small autoencoder, which itself learns to reproduce the
+teacher's features through a 64-number bottleneck. The student-teacher difference finds
+local (structural) anomalies; the student-autoencoder difference finds logical ones (the
+autoencoder cannot represent a wrong arrangement). Each map is normalised with its 0.9 and
+0.995 quantiles on held-back good images (mapped to 0 and 0.1), the two are averaged, and
+the image score is the maximum. Inference is one pass through three small networks.
+
+Deviations, forced by offline CPU use:
+
+* Teacher: the paper distils a WideResNet-101 into the teacher PDN on ImageNet. Neither is
+  available offline, so the teacher is distilled, at the start of every fit, from the
+  embedded EfficientNet-Lite0 (stages 2 and 3 by default, computed at twice the input size
+  so their grid matches the PDN's, 3 x 3 averaged as in PatchCore) on the *training images*
+  under strong augmentation (random resized crops, flips, quarter turns, colour jitter,
+  grayscale). This distillation counts toward fit time. The teacher has as many output
+  channels as the chosen backbone stages (152 by default) instead of 384.
+* The student's ImageNet penalty term (keeping its output small on unrelated images) is
+  dropped: there are no ImageNet images offline.
+* Widths are halved (``width`` 64 instead of 128), the default input is 128 px instead of
+  256 and training runs for a few hundred batch steps at a higher learning rate instead of
+  70,000 single-image steps, so one category trains in a few minutes on two CPU cores.
+* The quantiles are taken on a seeded 10 % of the training images held back from training
+  (or on the training images themselves when fewer than 10 are given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.core.jobs import CancelToken, ProgressCallback, ProgressEvent, make_reporter
+from workbench.core.methods.base import COMMON_PARAMS, AnomalyModel
+from workbench.core.methods.efficientad.augment import Augmenter
+from workbench.core.methods.efficientad.torch_model import (
+    AutoEncoder, EfficientAdInference, PatchDescriptionNetwork, hard_feature_loss, pdn_output_size)
+from workbench.core.methods.ops import parse_layers
+from workbench.core.methods.schema import Param
+from workbench.core.methods.stfpm.model import with_defaults
+from workbench.core.methods.trainer import TRAINING_PARAMS, ImageCache, train_loop
+
+QUANTILE_A, QUANTILE_B = 0.9, 0.995
+
+
+class EfficientAd(AnomalyModel):
+    name = "efficientad"
+    title = "EfficientAD-S"
+    family = "Knowledge distillation (teacher-student)"
+    description = ("A tiny student network imitates a tiny teacher and an autoencoder on good images; "
+                   "their disagreements flag local defects and wrong arrangements. The fastest "
+                   "inference of all methods (one pass of three small networks), exportable to ONNX; "
+                   "training distils the teacher first, so it takes longer.")
+    method_params = (
+        Param("teacher_layers", "choice", "2,3", "Backbone stages the teacher network is distilled "
+              "from. '2,3' describes patches by local structure; '1,2' keeps finer texture detail.",
+              choices=("1,2", "2,3", "1,2,3")),
+        Param("width", "int", 64, "Channels of the patch networks' first layer (the paper's 128). "
+              "Wider networks describe patches better but train and run slower.", 8, 256),
+        Param("distill_epochs", "int", 8, "Passes over the augmented good images (four copies of "
+              "each) to distil the teacher from the backbone. More gives a more faithful teacher but "
+              "a longer fit.", 1, 1000),
+        Param("hard_quantile", "float", 0.999, "Only student-teacher errors above this quantile are "
+              "trained on (hard-feature loss). Higher focuses on the hardest patches; 0 trains on all.",
+              0.0, 0.99999),
+        *with_defaults(TRAINING_PARAMS, epochs=60, learning_rate=1e-3),
+    )
+
+    @classmethod
+    def schema(cls) -> tuple[Param, ...]:
+        return with_defaults(COMMON_PARAMS, image_size=128) + cls.method_params
+
+    def __init__(self, device=None, **params) -> None:
+        super().__init__(device, **params)
+        if self.image_size % 4 or self.image_size < 64:
+            raise ValueError("EfficientAD needs an image size that is a multiple of 4 and at least 64.")
+        self.backbone_layers = parse_layers(self.params["teacher_layers"])
+        self.teacher: nn.Module | None = None
+        self.student: nn.Module | None = None
+        self.autoencoder: nn.Module | None = None
+        self.t_mean: torch.Tensor | None = None
+        self.t_std: torch.Tensor | None = None
+        self.quantiles: torch.Tensor | None = None
+
+    @property
+    def teacher_channels(self) -> int:
+        return sum(self.extractor.channels)
+
+    def _new_networks(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        c, w = self.teacher_channels, int(self.params["width"])
+        return (PatchDescriptionNetwork(c, w).to(self.device), PatchDescriptionNetwork(2 * c, w).to(self.device),
+                AutoEncoder(c, self.image_size, max(8, w // 2)).to(self.device))
+
+    # --------------------------------------------------------------- distillation target
+    @torch.no_grad()
+    def _backbone_target(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features on the PDN's output grid: the backbone sees the image at twice
+        the size, so its stride-8 grid is the PDN's stride-4 grid; stages are 3 x 3 averaged,
+        brought to that grid and cropped to the cells whose 33 x 33 patch lies in the image."""
+        s = self.image_size
+        feats = self.extractor(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
+        grid, n = s // 4, pdn_output_size(s)
+        out = []
+        for f in feats:
+            f = F.avg_pool2d(f, 3, 1, 1, count_include_pad=False)
+            if f.shape[-1] > grid:
+                f = F.adaptive_avg_pool2d(f, grid)
+            elif f.shape[-1] < grid:
+                f = F.interpolate(f, size=(grid, grid), mode="bilinear", align_corners=False)
+            out.append(f)
+        return torch.cat(out, 1)[:, :, 4:4 + n, 4:4 + n]
+
+    @torch.no_grad()
+    def _channel_stats(self, fn, cache: ImageCache, cancel: CancelToken) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, std = self.normalization
+        total, total_sq, count = 0.0, 0.0, 0
+        for start in range(0, len(cache), int(self.params["batch_size"])):
+            cancel.raise_if_cancelled()
+            idx = np.arange(start, min(start + int(self.params["batch_size"]), len(cache)))
+            f = fn(cache.batch(idx, mean, std, self.device)).double()
+            total = total + f.sum((0, 2, 3))
+            total_sq = total_sq + f.pow(2).sum((0, 2, 3))
+            count += f.shape[0] * f.shape[2] * f.shape[3]
+        m = total / count
+        sd = (total_sq / count - m.pow(2)).clamp_min(1e-12).sqrt()
+        return m.float(), sd.float().clamp_min(1e-6)
+
+    # --------------------------------------------------------------- fit
+    def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
+             cancel: CancelToken) -> None:
+        seed, bs = int(self.params["seed"]), int(self.params["batch_size"])
+        n = len(images)
+        order = np.random.default_rng(seed).permutation(n)
+        n_hold = int(round(0.1 * n)) if n >= 10 else 0
+        train_idx = sorted(order[n_hold:].tolist())
+        hold_idx = sorted(order[:n_hold].tolist()) if n_hold else train_idx
+        cache = ImageCache([images[i] for i in train_idx], self.image_size, cancel, progress)
+        hold = ImageCache([images[i] for i in hold_idx], self.image_size, cancel) if n_hold else cache
+        mean, std = self.normalization
+        aug = Augmenter(mean, std, seed, self.device)
+        teacher, student, autoencoder = self._new_networks()
+        lr = float(self.params["learning_rate"])
+        common = dict(mean=mean, std=std, device=self.device, batch_size=bs, seed=seed, cancel=cancel)
+
+        # 1. distil the teacher PDN from the frozen backbone on augmented good images
+        distill_set = DistillationSet(cache, aug, self._backbone_target, self.teacher_channels,
+                                      pdn_output_size(self.image_size), bs, cancel,
+                                      _renamed(progress, "augment for distillation"))
+
+        def distill_loss(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+            x, target = batch
+            return (teacher(x) - target.float()).pow(2).mean()
+
+        opt_t = torch.optim.Adam(teacher.parameters(), lr=lr, weight_decay=1e-5)
+        distill_history = train_loop(distill_loss, [teacher], opt_t, distill_set,  # type: ignore[arg-type]
+                                     epochs=int(self.params["distill_epochs"]),
+                                     progress=_renamed(progress, "distil teacher"), **common)
+        del distill_set
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+
+        # 2. teacher channel normalisation on the (unaugmented) training images
+        t_mean, t_std = self._channel_stats(teacher, cache, cancel)
+        tm, ts = t_mean.view(1, -1, 1, 1), t_std.view(1, -1, 1, 1)
+        c, q = self.teacher_channels, float(self.params["hard_quantile"])
+
+        # 3. student and autoencoder
+        def student_loss(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                t = (teacher(x) - tm) / ts
+            s = student(x)[:, :c]
+            loss_hard = hard_feature_loss(t, s, q) if q > 0 else (t - s).pow(2).mean()
+            x_ae = aug.color(x) if student.training else x
+            with torch.no_grad():
+                t_ae = (teacher(x_ae) - tm) / ts
+            a = autoencoder(x_ae)
+            s_ae = student(x_ae)[:, c:]
+            return loss_hard + (t_ae - a).pow(2).mean() + (a - s_ae).pow(2).mean()
+
+        epochs = int(self.params["epochs"])
+        opt = torch.optim.Adam(list(student.parameters()) + list(autoencoder.parameters()), lr=lr, weight_decay=1e-5)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(0.95 * epochs))], gamma=0.1)
+        history = train_loop(student_loss, [student, autoencoder], opt, cache, epochs=epochs, progress=progress,
+                             scheduler=sched, early_stopping=int(self.params["early_stopping"]), **common)
+        student.eval()
+        autoencoder.eval()
+
+        # 4. map normalisation quantiles on held-back good images
+        self.teacher, self.student, self.autoencoder = teacher, student, autoencoder
+        self.t_mean, self.t_std = t_mean, t_std
+        self.quantiles = torch.tensor([0.0, 1.0, 0.0, 1.0], device=self.device)
+        module = self.export_module()
+        st, ae = [], []
+        with torch.no_grad():
+            for start in range(0, len(hold), bs):
+                cancel.raise_if_cancelled()
+                idx = np.arange(start, min(start + bs, len(hold)))
+                m_st, m_ae = module.raw_maps(hold.batch(idx, mean, std, self.device))
+                st.append(m_st.flatten())
+                ae.append(m_ae.flatten())
+        self.quantiles = torch.cat([_quantiles(torch.cat(st)), _quantiles(torch.cat(ae))]).to(self.device)
+        self.metadata["training_history"] = {
+            "distill_loss": distill_history.train_loss, "train_loss": history.train_loss,
+            "val_loss": history.val_loss, "best_epoch": history.best_epoch}
+
+    # --------------------------------------------------------------- inference and state
+    def export_module(self) -> nn.Module:
+        assert self.teacher is not None and self.student is not None and self.autoencoder is not None
+        assert self.t_mean is not None and self.t_std is not None and self.quantiles is not None
+        return EfficientAdInference(self.teacher, self.student, self.autoencoder, self.t_mean, self.t_std,
+                                    self.quantiles, self.image_size).eval()
+
+    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.export_module()(x)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        assert self.teacher is not None and self.student is not None and self.autoencoder is not None
+        assert self.t_mean is not None and self.t_std is not None and self.quantiles is not None
+        out = {"teacher_mean": self.t_mean, "teacher_std": self.t_std, "quantiles": self.quantiles}
+        for prefix, module in (("teacher", self.teacher), ("student", self.student), ("autoencoder", self.autoencoder)):
+            out.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
+        return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        nets = self._new_networks()
+        for prefix, module in zip(("teacher", "student", "autoencoder"), nets):
+            k0 = len(prefix) + 1
+            module.load_state_dict({k[k0:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+            module.eval()
+        self.teacher, self.student, self.autoencoder = nets
+        self.t_mean = tensors["teacher_mean"].float().to(self.device)
+        self.t_std = tensors["teacher_std"].float().to(self.device)
+        self.quantiles = tensors["quantiles"].float().to(self.device)
+        self.fitted = True
+
+
+class DistillationSet:
+    """Augmented copies of the good images with their standardised backbone targets.
+
+    The backbone pass at twice the input size costs more than a teacher training step, so it
+    is done once here and every distillation epoch reuses it. It quacks like
+    :class:`ImageCache` for :func:`train_loop`, but a batch is ``(images, targets)``. Size: four
+    augmented copies per image (at least 64 samples), capped to about 512 MB.
+    """
+
+    def __init__(self, cache: ImageCache, aug: Augmenter, target_fn, channels: int, grid: int,
+                 batch_size: int, cancel: CancelToken, progress: ProgressCallback | None,
+                 copies: int = 4, min_samples: int = 64, max_bytes: int = 512 * 2**20) -> None:
+        size = cache.data.shape[1]
+        per_sample = 3 * size * size + 2 * channels * grid * grid  # uint8 image + float16 target
+        n = min(max(copies * len(cache), min_samples), max(8, max_bytes // per_sample))
+        self.images = np.empty((n, size, size, 3), np.uint8)
+        self.targets = torch.empty((n, channels, grid, grid), dtype=torch.float16)
+        mean, std = aug.mean, aug.std
+        report = make_reporter(progress, "augment", n)
+        source = np.arange(n) % len(cache)
+        for start in range(0, n, batch_size):
+            cancel.raise_if_cancelled()
+            idx = source[start:start + batch_size]
+            x = aug.distill(cache.batch(idx, mean.flatten().tolist(), std.flatten().tolist(), mean.device))
+            rgb = ((x * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+            self.images[start:start + len(idx)] = rgb.permute(0, 2, 3, 1).cpu().numpy()
+            x = (rgb.float() / 255.0 - mean) / std  # what batch() will return
+            self.targets[start:start + len(idx)] = target_fn(x).cpu().half()
+            report(start + len(idx))
+        # standardise every target channel, so predicting the mean scores a loss of 1
+        t = self.targets.float()
+        self.targets = ((t - t.mean((0, 2, 3), keepdim=True)) / t.std((0, 2, 3), keepdim=True).clamp_min(1e-6)).half()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, index: np.ndarray, mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(self.images[index]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        return (x - m) / s, self.targets[index].to(device)
+
+
+def _quantiles(values: torch.Tensor) -> torch.Tensor:
+    """(q_a, q_b) of a map's values; q_b is kept above q_a so the normalisation never divides by 0."""
+    v = values.double().cpu()
+    if v.numel() > 4_000_000:
+        v = v[torch.randperm(v.numel(), generator=torch.Generator().manual_seed(0))[:4_000_000]]
+    qa, qb = torch.quantile(v, torch.tensor([QUANTILE_A, QUANTILE_B], dtype=v.dtype)).tolist()
+    return torch.tensor([qa, max(qb, qa + 1e-6)], dtype=torch.float32)
+
+
+def _renamed(progress: ProgressCallback | None, stage: str) -> ProgressCallback | None:
+    """Report a training phase under its own stage name (the teacher distillation)."""
+    if progress is None:
+        return None
+
+    def forward(event: ProgressEvent) -> None:
+        progress(ProgressEvent(stage, event.current, event.total, event.message, event.metrics))
+
+    return forward

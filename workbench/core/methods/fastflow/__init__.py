@@ -1,0 +1,3 @@
+from workbench.core.methods.fastflow.model import FastFlow
+
+__all__ = ["FastFlow"]

@@ -1,0 +1,3 @@
+from workbench.core.methods.ganomaly.model import Ganomaly
+
+__all__ = ["Ganomaly"]

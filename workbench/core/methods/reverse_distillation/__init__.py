@@ -1,0 +1,3 @@
+from workbench.core.methods.reverse_distillation.model import ReverseDistillation
+
+__all__ = ["ReverseDistillation"]

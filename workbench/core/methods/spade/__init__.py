@@ -1,0 +1,3 @@
+from workbench.core.methods.spade.model import Spade
+
+__all__ = ["Spade"]

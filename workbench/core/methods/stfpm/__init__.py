@@ -1,0 +1,3 @@
+from workbench.core.methods.stfpm.model import Stfpm
+
+__all__ = ["Stfpm"]
