@@ -366,6 +366,8 @@ def test_real_tiny_model_predictions_load_in_a_worker(qtbot, tmp_path, tiny_root
         env.wait_frame()
         assert env.panel.frame.heat is not None and env.panel.frame.heat.size().width() == 64
         assert all(it.score is not None for it in env.panel.model.items if it.record.split == "test")
+        # PaDiM compares features: no reconstruction to show, and the control says so
+        assert not env.panel.recon_mode_button.isEnabled() and "PaDiM" in env.panel.recon_mode_button.toolTip()
         w = env.panel.evaluate_reviewed()
         wait_worker(w)
         assert "image AUROC" in env.panel.metrics_label.text()

@@ -43,6 +43,16 @@ def fit_within(rgb: np.ndarray, size: int) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
+def resize_to(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``rgb`` at exactly ``shape`` (H, W): area when shrinking, bilinear when enlarging
+    (e.g. a model-resolution reconstruction shown next to the image it came from)."""
+    h, w = shape
+    if rgb.shape[:2] == (h, w):
+        return rgb
+    shrink = h * w < rgb.shape[0] * rgb.shape[1]
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
 class BackgroundImageLoader(QObject):
     """Loads images in a small thread pool; emits ``loaded(key, QImage)`` / ``failed(key, msg)``.
 

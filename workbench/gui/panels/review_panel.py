@@ -6,9 +6,14 @@ database, masks as PNGs under ``labels/<dataset_id>/`` (written atomically), bot
 :attr:`ReviewPanel.labelsChanged` tells other panels (threshold, export) to refresh; core
 :func:`workbench.core.labels.reviewed_records` gives them the reviewed records.
 
+For reconstruction methods (autoencoder, GANomaly, DRAEM) the viewer can also show input |
+reconstruction | residual side by side: the reconstruction of the selected image is computed
+in a background worker (the model is loaded once), cached per image and shown when it
+arrives; results for an image the user has left are cached but not shown.
+
 Keys (when the panel has the focus; typing in the note field types text):
 1 OK · 2 NG · 3-9 NG with defect class 1-7 · N / → next · P / ← previous · O heat map on/off
-· S side by side · F fit · Z 1:1 · V view · B brush · E eraser · L polygon (double-click
+· S side by side · R reconstruction view on/off · F fit · Z 1:1 · V view · B brush · E eraser · L polygon (double-click
 closes) · G fill blob from heat map · H fill whole heat-map region · [ ] brush size
 · Ctrl+Z / Ctrl+Shift+Z undo / redo.
 """
@@ -48,8 +53,14 @@ from workbench.gui.widgets.review_commands import LabelCommand, MaskCommand, cle
 from workbench.gui.widgets.review_frames import (
     COLORMAPS, FrameCache, FrameLoader, MapSettings, ReviewFrame, current_mask, render_frame,
 )
-from workbench.gui.widgets.review_jobs import Predictions, export_labels, import_labels, load_predictions, reviewed_metrics
-from workbench.gui.widgets.review_viewer import REGION_COLOR, TRUTH_COLOR, ReviewViewer
+from workbench.gui.imaging import LruCache
+from workbench.gui.widgets.review_jobs import (
+    Predictions, Reconstruction, export_labels, import_labels, load_predictions, reconstruct_image,
+    reconstruction_support, reviewed_metrics,
+)
+from workbench.gui.widgets.review_viewer import (
+    OVERLAY_MODE, RECONSTRUCTION_MODE, REGION_COLOR, TRUTH_COLOR, ReviewViewer,
+)
 from workbench.gui.workers import Worker
 
 log = logging.getLogger(__name__)
@@ -59,6 +70,9 @@ OPACITY_KEY = "gui.review.opacity"
 CLASS_KEYS = "3456789"  # class shortcuts: NG with the 1st..7th defect class
 PREFETCH_AHEAD, PREFETCH_BEHIND = 2, 1
 PREFETCH_DELAY_MS = 60  # let the shown frame paint first: the pool thread competes for the CPU
+RECON_CACHE = 32  # reconstructions kept (per image and render generation)
+RECON_BUTTON_TIP = ("Input | reconstruction | residual side by side (R): what the model redraws, "
+                    "and where it differs (the anomaly map, same colour scale as the overlay)")
 
 
 class ReviewPanel(QWidget):
@@ -89,6 +103,13 @@ class ReviewPanel(QWidget):
         self.image_threshold: float | None = None
         self.pred_worker: Worker | None = None
         self.job: Worker | None = None  # export / import / re-evaluation
+        self.recon_worker: Worker | None = None  # one reconstruction at a time, latest wanted next
+        self.recon_cache = LruCache(RECON_CACHE)  # (key, generation) -> Reconstruction
+        self.recon_errors: dict[tuple[str, int], str] = {}
+        self.recon_supported = False
+        self._recon_dir: Path | None = None  # model folder the reconstructions are for
+        self._recon_model = None  # that model, loaded by the first reconstruction job
+        self._recon_wanted: ReviewItem | None = None
         self.current_key: str | None = None
         self.frame: ReviewFrame | None = None
         self._generation = 0  # bumps whenever what frames show changes (model, colormap)
@@ -235,6 +256,29 @@ class ReviewPanel(QWidget):
                   self.region_check, self.truth_check, self.side_check):
             bar.addWidget(w)
         bar.addStretch(1)
+        self.overlay_mode_button = QToolButton()
+        self.overlay_mode_button.setText("Overlay")
+        self.overlay_mode_button.setToolTip("The image with the anomaly map and outlines")
+        self.recon_mode_button = QToolButton()
+        self.recon_mode_button.setText("Input · Reconstruction · Residual")
+        self.recon_mode_button.setObjectName("reconstructionMode")
+        self.view_mode_group = QButtonGroup(self)
+        self.view_mode_group.setExclusive(True)
+        for button, mode in ((self.overlay_mode_button, OVERLAY_MODE), (self.recon_mode_button, RECONSTRUCTION_MODE)):
+            button.setCheckable(True)
+            button.setAutoRaise(False)
+            self.view_mode_group.addButton(button)
+            button.clicked.connect(lambda _checked=False, m=mode: self.set_view_mode(m))
+        self.overlay_mode_button.setChecked(True)
+        self.recon_mode_button.setEnabled(False)
+        mode_bar = QHBoxLayout()
+        mode_bar.setSpacing(0)
+        mode_label = QLabel("View ")
+        mode_label.setObjectName("hint")
+        mode_bar.addWidget(mode_label)
+        mode_bar.addWidget(self.overlay_mode_button)
+        mode_bar.addWidget(self.recon_mode_button)
+        mode_bar.addStretch(1)
         self.info_label = QLabel("")
         self.info_label.setObjectName("imageInfo")
         self.info_label.setTextFormat(Qt.TextFormat.RichText)
@@ -245,6 +289,7 @@ class ReviewPanel(QWidget):
         self.legend.setObjectName("hint")
         box = QGroupBox("Viewer")
         lay = QVBoxLayout(box)
+        lay.addLayout(mode_bar)
         lay.addLayout(bar)
         lay.addWidget(self.info_label)
         lay.addWidget(self.viewer, 1)
@@ -416,6 +461,7 @@ class ReviewPanel(QWidget):
             key("N", self.next_image), key(Qt.Key.Key_Right, self.next_image),
             key("P", self.previous_image), key(Qt.Key.Key_Left, self.previous_image),
             key("O", self.overlay_check.toggle), key("S", self.side_check.toggle),
+            key("R", self.toggle_reconstruction_view),
             key("F", self.viewer.fit), key("Z", self.viewer.actual_size),
             key("V", partial(self.editor.set_tool, VIEW)), key("B", partial(self.editor.set_tool, BRUSH)),
             key("E", partial(self.editor.set_tool, ERASER)), key("L", partial(self.editor.set_tool, POLYGON)),
@@ -434,6 +480,9 @@ class ReviewPanel(QWidget):
         """Drop queued frames and wait for the one being prepared (call before closing)."""
         self._prefetch_timer.stop()
         self.loader.clear()
+        self._recon_wanted = None
+        if self.recon_worker is not None and self.recon_worker.running:
+            self.recon_worker.cancel()
         return self.loader.wait(timeout_ms)
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
@@ -457,6 +506,7 @@ class ReviewPanel(QWidget):
         self.predictions, self.map_settings, self.image_threshold = None, None, None
         self.current_key, self.frame = None, None
         self._generation += 1
+        self._update_recon_control()
         workspace = self.session.workspace
         if entry is None or dataset is None or workspace is None:
             self.dataset_id, self.dataset, self.mask_dir, self.classes = None, None, None, []
@@ -544,6 +594,7 @@ class ReviewPanel(QWidget):
             root = self.dataset.root if self.dataset else Path(".")
             scores = {label_key(root, r.path): (i, float(s)) for i, (r, s) in enumerate(zip(result.records, result.scores))}
             self.model.set_scores(scores, self.image_threshold)
+        self._update_recon_control()
         self._fill_filters()
         self._sort_default()
         self.select_row(0)
@@ -703,6 +754,8 @@ class ReviewPanel(QWidget):
         self._update_label_controls()
         self._update_info()
         frame = self.cache.get_recent(self._frame_key(item.key))
+        if self.viewer.mode == RECONSTRUCTION_MODE and frame is None:
+            self._request_reconstruction(item)  # start at once, alongside decoding the frame
         if frame is not None:
             self._display(frame)
         else:
@@ -744,6 +797,7 @@ class ReviewPanel(QWidget):
         pixel_thr = self.map_settings.pixel_threshold if self.map_settings else None
         self.editor.set_image(frame.shape, frame.mask, frame.amap, pixel_thr)
         self._update_mask_state()
+        self._update_reconstruction()
         self.frameShown.emit(frame.key)
 
     def _current_item(self) -> ReviewItem | None:
@@ -1047,9 +1101,115 @@ class ReviewPanel(QWidget):
                   self.import_button, self.clear_mask_button):
             w.setEnabled(has)
         self.metrics_button.setEnabled(self.predictions is not None)
+        self._update_recon_control()
         self.hard_button.setEnabled(self.predictions is not None)
         self.disagree_check.setEnabled(self.predictions is not None)
         self.score_min.setEnabled(self.predictions is not None)
+
+    # ------------------------------------------------------------------ reconstruction view
+    def _update_recon_control(self) -> None:
+        """Offer the reconstruction view only when the reviewed model reconstructs images."""
+        preds = self.predictions
+        method = preds.metadata.get("method") if preds is not None else None
+        supported, why = reconstruction_support(method) if preds is not None else (
+            False, "Select a trained reconstruction model (autoencoder, GANomaly, DRAEM) to compare each image "
+                   "with its reconstruction.")
+        model_dir = preds.model_dir if preds is not None and supported else None
+        if model_dir != self._recon_dir:  # another model: forget its reconstructions and the loaded net
+            self._recon_dir, self._recon_model, self._recon_wanted = model_dir, None, None
+            self.recon_cache.clear()
+            self.recon_errors.clear()
+            if self.recon_worker is not None and self.recon_worker.running:
+                self.recon_worker.cancel()
+        self.recon_supported = supported
+        self.recon_mode_button.setEnabled(supported)
+        self.recon_mode_button.setToolTip(RECON_BUTTON_TIP if supported else why)
+        if not supported and self.viewer.mode == RECONSTRUCTION_MODE:
+            self.set_view_mode(OVERLAY_MODE)
+        elif supported and self.viewer.mode == RECONSTRUCTION_MODE:
+            self._update_reconstruction()
+
+    def set_view_mode(self, mode: str) -> bool:
+        """``"overlay"`` or ``"reconstruction"`` (input | reconstruction | residual); False if
+        the reviewed model cannot reconstruct."""
+        if mode == RECONSTRUCTION_MODE and not self.recon_supported:
+            self.overlay_mode_button.setChecked(True)
+            return False
+        self.viewer.set_mode(mode)
+        recon = mode == RECONSTRUCTION_MODE
+        (self.recon_mode_button if recon else self.overlay_mode_button).setChecked(True)
+        self.side_check.setEnabled(not recon)  # the reconstruction view is a side-by-side of its own
+        if recon:
+            item = self._current_item()
+            if item is not None and (self.frame is None or self.frame.key != item.key):
+                self._request_reconstruction(item)
+            self._update_reconstruction()
+        elif self.frame is not None and self.viewer.message.text().startswith(("Reconstructing", "Cannot reconstruct")):
+            self.viewer.message.setVisible(False)
+        return True
+
+    def toggle_reconstruction_view(self) -> None:
+        self.set_view_mode(OVERLAY_MODE if self.viewer.mode == RECONSTRUCTION_MODE else RECONSTRUCTION_MODE)
+
+    def _update_reconstruction(self) -> None:
+        """Show the current image's reconstruction if it is there, else ask for it."""
+        if self.viewer.mode != RECONSTRUCTION_MODE or self.frame is None or self.frame.key != self.current_key:
+            return
+        rkey = self._frame_key(self.frame.key)
+        rec: Reconstruction | None = self.recon_cache.get_recent(rkey)
+        if rec is not None:
+            self.viewer.set_reconstruction(rec.image, rec.heat)
+            self.viewer.message.setVisible(False)
+            return
+        self.viewer.set_reconstruction(None)
+        error = self.recon_errors.get(rkey)
+        self.viewer.message.setText(f"Cannot reconstruct this image: {error}" if error else "Reconstructing…")
+        self.viewer.message.setVisible(True)
+        if error is None:
+            item = self._current_item()
+            if item is not None:
+                self._request_reconstruction(item)
+
+    def _request_reconstruction(self, item: ReviewItem) -> None:
+        """Reconstruct ``item`` in a worker; while one runs, remember only the latest wish."""
+        rkey = self._frame_key(item.key)
+        if self._recon_dir is None or rkey in self.recon_cache or rkey in self.recon_errors:
+            return
+        self._recon_wanted = item
+        if self.recon_worker is not None and self.recon_worker.state in ("pending", "running"):
+            return  # started when the running one ends
+        self._recon_wanted = None
+        need_map = self.predictions is None or item.pred_index is None
+        worker = Worker(reconstruct_image, self._recon_dir, self._recon_model, item.key, item.record.path,
+                        self.map_settings, need_map)
+        generation, model_dir = self._generation, self._recon_dir
+        worker.finished.connect(lambda rec, g=generation: self._on_reconstruction(rec, g))
+        worker.failed.connect(lambda msg, _details, k=rkey, d=model_dir: self._on_reconstruction_failed(k, d, msg))
+        worker.ended.connect(self._on_recon_worker_ended)
+        self.recon_worker = self.session.jobs.start(worker, f"Reconstruct {item.record.path.name}", show_errors=False)
+
+    def _on_reconstruction(self, rec: Reconstruction, generation: int) -> None:
+        if rec.model_dir != self._recon_dir:
+            return  # made by a model no longer reviewed
+        self._recon_model = rec.model
+        if generation != self._generation:
+            return  # made for another colour map / predictions: its residual is stale
+        self.recon_cache.put((rec.key, generation), rec)
+        if rec.key == self.current_key:  # the user may have moved on meanwhile: then only cache it
+            self._update_reconstruction()
+
+    def _on_reconstruction_failed(self, rkey: tuple[str, int], model_dir: Path, message: str) -> None:
+        if model_dir != self._recon_dir:
+            return
+        self.recon_errors[rkey] = message
+        log.warning("reconstruction of %s failed: %s", rkey[0], message)
+        if rkey[0] == self.current_key:
+            self._update_reconstruction()
+
+    def _on_recon_worker_ended(self) -> None:
+        item, self._recon_wanted = self._recon_wanted, None
+        if item is not None and self.viewer.mode == RECONSTRUCTION_MODE and item.key == self.current_key:
+            self._request_reconstruction(item)
 
     def _update_counts(self) -> None:
         c = self.model.counts()

@@ -2,8 +2,9 @@
 outlines of the model's thresholded region and of the ground-truth mask, and mask editing.
 
 :class:`ReviewCanvas` is one QGraphicsView over layers in image coordinates (one scene unit
-= one image pixel). :class:`ReviewViewer` holds three canvases: one composite view, or side
-by side image | heat map | mask with zoom and pan kept in sync.
+= one image pixel). :class:`ReviewViewer` holds four canvases: one composite view, side by
+side image | heat map | mask, or - for reconstruction methods - input | reconstruction |
+residual, with zoom and pan kept in sync.
 
 Input: wheel zooms around the cursor, left-drag pans with the view tool, middle-drag always
 pans; with a mask tool the left button draws (see :class:`MaskEditor`).
@@ -31,7 +32,10 @@ BACKGROUND = QColor("#2b2f36")
 MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
 
 COMPOSITE, IMAGE, HEAT, MASK = "composite", "image", "heat", "mask"
-ROLE_TITLES = {COMPOSITE: "", IMAGE: "Image", HEAT: "Anomaly map", MASK: "Mask"}
+RECON, RESIDUAL = "reconstruction", "residual"  # the reconstruction view's own panes
+ROLE_TITLES = {COMPOSITE: "", IMAGE: "Image", HEAT: "Anomaly map", MASK: "Mask",
+               RECON: "Reconstruction", RESIDUAL: "Residual (anomaly map)"}
+OVERLAY_MODE, RECONSTRUCTION_MODE = "overlay", "reconstruction"
 
 
 class PixmapLayer(QGraphicsPixmapItem):
@@ -119,6 +123,7 @@ class ReviewCanvas(QGraphicsView):
         self.setMinimumSize(120, 120)
         scene = self.scene()
         self.image_item = PixmapLayer(0)
+        self.recon_item = PixmapLayer(0)  # the model's reconstruction (RECON role only)
         self.heat_item = PixmapLayer(1)
         self.mask_item = ImageLayer(2)
         self.mask_item.smooth = False  # edited pixels stay crisp
@@ -132,10 +137,11 @@ class ReviewCanvas(QGraphicsView):
         self.cursor_item.setPen(cursor_pen)
         self.cursor_item.setZValue(6)
         self.cursor_item.setVisible(False)
-        for item in (self.image_item, self.heat_item, self.mask_item, self.region_item, self.truth_item,
-                     self.draft_item, self.cursor_item):
+        for item in (self.image_item, self.recon_item, self.heat_item, self.mask_item, self.region_item,
+                     self.truth_item, self.draft_item, self.cursor_item):
             scene.addItem(item)
         self.frame: ReviewFrame | None = None
+        self.residual: QImage | None = None  # the map to show when the frame has none
         self.overlay_visible = True
         self.opacity = 0.5
         self.show_region = True
@@ -161,6 +167,8 @@ class ReviewCanvas(QGraphicsView):
     def set_frame(self, frame: ReviewFrame | None) -> None:
         """Show ``frame``'s image, heat map and model outline (the mask comes from the editor)."""
         self.frame = frame
+        self.residual = None
+        self.recon_item.set_image(None)
         if frame is None:
             for item in (self.image_item, self.heat_item, self.mask_item):
                 item.set_image(None)
@@ -173,6 +181,15 @@ class ReviewCanvas(QGraphicsView):
         self.region_item.setPath(frame.region_path)
         h, w = frame.shape
         self.scene().setSceneRect(QRectF(0, 0, w, h))
+        self._apply_visibility()
+
+    def set_reconstruction(self, image: QImage | None, residual: QImage | None = None) -> None:
+        """The reconstruction of the frame's image (at image size) and, when the frame has no
+        map of its own, the map to show as residual."""
+        self.recon_item.set_image(image)
+        self.residual = residual
+        if self.frame is not None and self.frame.heat is None:
+            self.heat_item.set_image(residual)
         self._apply_visibility()
 
     def set_overlay(self, visible: bool | None = None, opacity: float | None = None) -> None:
@@ -190,14 +207,18 @@ class ReviewCanvas(QGraphicsView):
         self._apply_visibility()
 
     def _apply_visibility(self) -> None:
-        has_heat = self.frame is not None and self.frame.heat is not None
-        if self.role == HEAT:
+        has_heat = self.frame is not None and (self.frame.heat is not None or self.residual is not None)
+        self.recon_item.setVisible(self.role == RECON)
+        if self.role == RESIDUAL:  # the map itself, opaque: what the model found different
+            self.heat_item.setVisible(has_heat)
+            self.heat_item.setOpacity(1.0)
+        elif self.role == HEAT:
             self.heat_item.setVisible(has_heat)
             self.heat_item.setOpacity(self.opacity if self.overlay_visible else 1.0)
         else:
             self.heat_item.setVisible(has_heat and self.role == COMPOSITE and self.overlay_visible)
             self.heat_item.setOpacity(self.opacity)
-        self.image_item.setVisible(self.role != MASK)
+        self.image_item.setVisible(self.role in (COMPOSITE, IMAGE, HEAT))
         self.mask_item.setVisible(self.role == MASK or (self.role == COMPOSITE and self.show_fill))
         self.region_item.setVisible(self.show_region)
         self.truth_item.setVisible(self.show_truth and self.role != MASK)
@@ -265,6 +286,7 @@ class ReviewCanvas(QGraphicsView):
         smooth = self.zoom < 2.0
         if smooth != self.image_item.smooth:
             self.image_item.set_smooth(smooth)
+            self.recon_item.set_smooth(smooth)
             self.heat_item.set_smooth(smooth)
 
     def center(self) -> QPointF:
@@ -380,25 +402,30 @@ class ReviewCanvas(QGraphicsView):
 
 
 class ReviewViewer(QWidget):
-    """One composite canvas, or image | heat map | mask side by side with synced zoom/pan."""
+    """One composite canvas; or image | heat map | mask side by side; or, for reconstruction
+    methods, input | reconstruction | residual. Side-by-side views share zoom and pan."""
 
     def __init__(self, editor: MaskEditor, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.editor = editor
         self.main = ReviewCanvas(editor, COMPOSITE)
+        self.recon = ReviewCanvas(editor, RECON)
         self.heat = ReviewCanvas(editor, HEAT)
         self.mask = ReviewCanvas(editor, MASK)
-        self.canvases = (self.main, self.heat, self.mask)
+        self.canvases = (self.main, self.recon, self.heat, self.mask)
         self.side_by_side = False
+        self.mode = OVERLAY_MODE
         self.frame: ReviewFrame | None = None
+        self.reconstruction: QImage | None = None
+        self.residual: QImage | None = None
         self._syncing = False
-        self._stale = False  # hidden canvases miss the current frame
+        self._stale: set[ReviewCanvas] = set()  # hidden canvases that miss the current frame
         self._pending_outline: QPainterPath | None = None
         self.message = QLabel("")
         self.message.setObjectName("hint")
         self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.message.setWordWrap(True)
-        self.titles = [QLabel(t) for t in ("Image", "Anomaly map", "Mask")]
+        self.titles = [QLabel(t) for t in ("Image", "Reconstruction", "Anomaly map", "Mask")]
         self.columns: list[QWidget] = []
         row = QHBoxLayout()
         row.setSpacing(4)
@@ -420,17 +447,20 @@ class ReviewViewer(QWidget):
         layout.addWidget(self.message)
         editor.maskChanged.connect(self._on_mask_changed)
         editor.editFinished.connect(lambda *_: self.refresh_mask())
-        self.set_side_by_side(False)
+        self._apply_layout()
 
     def set_frame(self, frame: ReviewFrame | None, message: str = "") -> None:
         """Show ``frame``; its mask is shown when the editor gets it (``MaskEditor.set_image``),
-        using the outline prepared with the frame."""
+        using the outline prepared with the frame. The reconstruction of the previous image is
+        dropped: :meth:`set_reconstruction` gives the new one."""
         new_size = frame is None or self.frame is None or frame.shape != self.frame.shape
         self.frame = frame
+        self.reconstruction, self.residual = None, None
         self._pending_outline = frame.mask_path if frame is not None else None
-        for canvas in self._live_canvases():
+        live = self._live_canvases()
+        for canvas in live:
             canvas.set_frame(frame)
-        self._stale = not self.side_by_side
+        self._stale = set(self.canvases) - set(live)
         self.message.setText(message)
         self.message.setVisible(bool(message))
         if frame is None:
@@ -438,22 +468,55 @@ class ReviewViewer(QWidget):
         elif new_size:
             self.fit()  # same-sized images keep the zoom and position: compare a spot across images
 
-    def _live_canvases(self):
-        """Hidden side-by-side views are brought up to date only when shown."""
-        return self.canvases if self.side_by_side else (self.main,)
+    def set_reconstruction(self, image: QImage | None, residual: QImage | None = None) -> None:
+        """The current image's reconstruction (image size; None: not there yet) and, for
+        images without a predicted map, the residual map to show."""
+        self.reconstruction, self.residual = image, residual
+        for canvas in (self.recon, self.heat):
+            if canvas not in self._stale:
+                canvas.set_reconstruction(image, residual)
+
+    @property
+    def multi(self) -> bool:
+        """Several synchronised panes are shown."""
+        return self.side_by_side or self.mode == RECONSTRUCTION_MODE
+
+    def _live_canvases(self) -> tuple[ReviewCanvas, ...]:
+        """Hidden views are brought up to date only when shown."""
+        if self.mode == RECONSTRUCTION_MODE:
+            return self.main, self.recon, self.heat
+        return (self.main, self.heat, self.mask) if self.side_by_side else (self.main,)
 
     def set_side_by_side(self, on: bool) -> None:
         self.side_by_side = on
-        self.main.set_role(IMAGE if on else COMPOSITE)
-        for column in self.columns[1:]:
-            column.setVisible(on)
-        self.titles[0].setVisible(on)
-        if on and self._stale:
-            for canvas in self.canvases[1:]:
+        self._apply_layout()
+
+    def set_mode(self, mode: str) -> None:
+        """``"overlay"`` (composite or image | map | mask) or ``"reconstruction"``."""
+        if mode not in (OVERLAY_MODE, RECONSTRUCTION_MODE):
+            raise ValueError(f"unknown view mode {mode!r}")
+        self.mode = mode
+        self._apply_layout()
+
+    def _apply_layout(self) -> None:
+        recon = self.mode == RECONSTRUCTION_MODE
+        self.main.set_role(IMAGE if self.multi else COMPOSITE)
+        self.heat.set_role(RESIDUAL if recon else HEAT)
+        live = self._live_canvases()
+        for canvas, column in zip(self.canvases, self.columns):
+            column.setVisible(canvas in live)
+        self.titles[0].setText("Input" if recon else "Image")
+        self.titles[0].setVisible(self.multi)
+        self.titles[2].setText(ROLE_TITLES[RESIDUAL] if recon else ROLE_TITLES[HEAT])
+        for canvas in live:
+            if canvas in self._stale:
                 canvas.set_frame(self.frame)
                 canvas.refresh_mask()
-            self._stale = False
-        # the views changed size: fit once the layout has settled (same zoom in all three)
+                self._stale.discard(canvas)
+        for canvas in (self.recon, self.heat):
+            if canvas in live:
+                canvas.set_reconstruction(self.reconstruction, self.residual)
+        # the views changed size: fit once the layout has settled (same zoom in all of them)
         QTimer.singleShot(0, self.fit)
 
     def set_overlay(self, visible: bool | None = None, opacity: float | None = None) -> None:
@@ -488,12 +551,12 @@ class ReviewViewer(QWidget):
         self.main.set_zoom(self.main.zoom * factor)
 
     def _sync_from(self, source: ReviewCanvas) -> None:
-        if self._syncing or not self.side_by_side:
+        if self._syncing or not self.multi:
             return
         self._syncing = True
         try:
             center = source.center()
-            for canvas in self.canvases:
+            for canvas in self._live_canvases():
                 if canvas is not source:
                     canvas.setTransform(source.transform())
                     canvas._update_smoothing()
