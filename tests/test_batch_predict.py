@@ -61,6 +61,7 @@ def test_scores_every_image_once_with_decisions_areas_and_overlays(folder, tmp_p
     assert summary.scored == 10 and summary.unreadable == 1 and summary.resumed == 0
     by_name = {Path(r["path"]).name: r for r in rows}
     assert by_name["broken.png"]["decision"] == "unreadable"
+    assert len(summary.problems) == 1 and "broken.png" in summary.problems[0]
     assert by_name["000.png"]["decision"] == "OK" and by_name["009.png"]["decision"] == "NG"
     assert summary.n_ng == sum(20 * i >= 100 for i in range(10)) == 5
     # an NG image brighter than the pixel threshold is one big defect region

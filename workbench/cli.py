@@ -255,6 +255,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"interrupted: the rows scored so far are in {Path(args.out) / 'scores.csv'}; "
               "run the same command again to resume.", file=sys.stderr)
         raise
+    for problem in summary.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
     thr_text = "no threshold in the model" if threshold is None else f"threshold {threshold:.4g}"
     resumed = f", {summary.resumed} already done earlier" if summary.resumed else ""
     bad = f", {summary.unreadable} unreadable" if summary.unreadable else ""

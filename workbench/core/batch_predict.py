@@ -55,6 +55,7 @@ class PredictSummary:
     resumed: int        # already in the CSV from an earlier, interrupted call
     unreadable: int     # recorded as 'unreadable' in this call
     n_ng: int           # NG decisions in the whole CSV
+    problems: tuple[str, ...] = ()  # why each unreadable image of this call could not be read
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -84,12 +85,14 @@ def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: s
     report = make_reporter(progress, "predict", len(items))
     report(resumed, f"{resumed} already scored" if resumed else "")
     scored = unreadable = 0
+    problems: list[str] = []
     with open(csv_path, "a", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         for loaded in _prefetched_batches(todo, batch):
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            readable = [(item, image) for item, image in loaded if image is not None]
+            readable = [(item, image) for item, image in loaded if isinstance(image, np.ndarray)]
+            problems += [image for _, image in loaded if isinstance(image, str)]
             results: dict[Path, dict[str, Any]] = {}
             if readable:
                 scores, maps = scorer.predict([image for _, image in readable])
@@ -107,7 +110,7 @@ def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: s
             unreadable += len(loaded) - len(readable)
             report(resumed + scored + unreadable)
     n_ng = sum(r["decision"] == "NG" for r in _read_rows(csv_path))
-    return PredictSummary(csv_path, len(items), scored, resumed, unreadable, n_ng)
+    return PredictSummary(csv_path, len(items), scored, resumed, unreadable, n_ng, tuple(problems))
 
 
 def _score_row(path: Path, stem: str, image: np.ndarray, score: float, amap: np.ndarray,
@@ -126,16 +129,17 @@ def _score_row(path: Path, stem: str, image: np.ndarray, score: float, amap: np.
             "defect_area_px": int(region.sum()) if decision != "OK" else 0}
 
 
-def _read_one(path: Path) -> np.ndarray | None:
+def _read_one(path: Path) -> np.ndarray | str:
+    """The image, or the reason it cannot be read (which file, what is wrong)."""
     try:
         return read_image(path)
-    except ImageReadError:
-        return None
+    except ImageReadError as exc:
+        return str(exc)
 
 
 def _prefetched_batches(items: Sequence[tuple[Path, str]], batch: int
-                        ) -> Iterator[list[tuple[tuple[Path, str], np.ndarray | None]]]:
-    """Yield each batch as (item, image or None when unreadable), reading one batch ahead."""
+                        ) -> Iterator[list[tuple[tuple[Path, str], np.ndarray | str]]]:
+    """Yield each batch as (item, image or the reason it is unreadable), reading one batch ahead."""
     starts = list(range(0, len(items), batch))
     if not starts:
         return
