@@ -47,3 +47,19 @@ def tiny_images(tiny_dataset) -> dict[str, list[np.ndarray]]:
         "good": [read_image(r.path) for r in good_test],
         "bad": [read_image(r.path) for r in bad_test],
     }
+
+
+@pytest.fixture(scope="session")
+def fit_each():
+    """``fit_each(params_by_method, images)`` -> {method: (model fitted on CPU, its progress events)}."""
+    from workbench.core.methods import create_method
+
+    def fit(params_by_method: dict, images: list) -> dict:
+        out = {}
+        for name, params in params_by_method.items():
+            events: list = []
+            model = create_method(name, device="cpu", **params).fit(images, progress=events.append)
+            out[name] = (model, events)
+        return out
+
+    return fit

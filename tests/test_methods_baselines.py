@@ -21,14 +21,8 @@ METHOD_NAMES = sorted(TINY)
 
 
 @pytest.fixture(scope="module")
-def fitted(tiny_images):
-    """Each method fitted once on the tiny set, with the progress events it sent."""
-    out = {}
-    for name in METHOD_NAMES:
-        events = []
-        model = create_method(name, device="cpu", **TINY[name]).fit(tiny_images["train"], progress=events.append)
-        out[name] = (model, events)
-    return out
+def fitted(tiny_images, fit_each):
+    return fit_each(TINY, tiny_images["train"])
 
 
 def test_registered_with_a_complete_schema():

@@ -126,7 +126,6 @@ class FastFlow(FlowMethod):
                                  float(self.params["smoothing_sigma"]))
 
 
-
 class FastFlowInference(nn.Module):
     """Backbone -> flows -> anomaly map and image score (predict and ONNX export alike)."""
 
