@@ -54,7 +54,8 @@ def resize_to(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 class BackgroundImageLoader(QObject):
-    """Loads images in a small thread pool; emits ``loaded(key, QImage)`` / ``failed(key, msg)``.
+    """Runs ``make()`` callables (image loads, frame renders) in a small thread pool; emits
+    ``loaded(key, result)`` / ``failed(key, msg)`` in the GUI thread.
 
     Requests for a key already queued are merged. The newest request is served first (it is
     what the user is looking at now) and when more than ``max_pending`` queue up (fast
@@ -62,9 +63,9 @@ class BackgroundImageLoader(QObject):
     the view asks again if those rows come back. ``max_pending=1`` gives "latest wins".
     """
 
-    loaded = Signal(object, QImage)
+    loaded = Signal(object, object)
     failed = Signal(object, str)
-    _loaded = Signal(object, QImage)
+    _loaded = Signal(object, object)
     _failed = Signal(object, str)
 
     def __init__(self, threads: int = 1, max_pending: int = 64, parent: QObject | None = None) -> None:
@@ -74,22 +75,27 @@ class BackgroundImageLoader(QObject):
         self.pool.setMaxThreadCount(self.threads)
         self.max_pending = max(1, max_pending)
         self._lock = threading.Lock()
-        self._queue: OrderedDict[Hashable, Callable[[], QImage]] = OrderedDict()
+        self._queue: OrderedDict[Hashable, Callable[[], object]] = OrderedDict()
         self._in_flight: set[Hashable] = set()
         self._draining = 0
         self._loaded.connect(self._on_loaded)
         self._failed.connect(self._on_failed)
         self.requested = 0  # requests accepted so far; lets tests check that loading is lazy
 
-    def request(self, key: Hashable, make: Callable[[], QImage]) -> None:
+    def request(self, key: Hashable, make: Callable[[], object], urgent: bool = True) -> None:
+        """Queue ``make``; ``urgent`` requests are served before the others (what the user
+        waits for), non-urgent ones (prefetch) after."""
         with self._lock:
             if key in self._in_flight:
                 return
             if key in self._queue:
-                self._queue.move_to_end(key)
+                if urgent:
+                    self._queue.move_to_end(key)
                 return
             self._queue[key] = make
             self.requested += 1
+            if not urgent:
+                self._queue.move_to_end(key, last=False)
             while len(self._queue) > self.max_pending:
                 self._queue.popitem(last=False)
             start = self._draining < self.threads
@@ -120,18 +126,18 @@ class BackgroundImageLoader(QObject):
                 key, make = self._queue.popitem(last=True)
                 self._in_flight.add(key)
             try:
-                image = make()
+                result = make()
             except Exception as exc:  # an unreadable file becomes an error icon, not a crash
                 self._failed.emit(key, str(exc))
             else:
-                self._loaded.emit(key, image)
+                self._loaded.emit(key, result)
             finally:
                 with self._lock:
                     self._in_flight.discard(key)
 
-    @Slot(object, QImage)
-    def _on_loaded(self, key: Hashable, image: QImage) -> None:
-        self.loaded.emit(key, image)
+    @Slot(object, object)
+    def _on_loaded(self, key: Hashable, result: object) -> None:
+        self.loaded.emit(key, result)
 
     @Slot(object, str)
     def _on_failed(self, key: Hashable, message: str) -> None:

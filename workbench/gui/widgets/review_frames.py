@@ -10,27 +10,20 @@ the prefetched next image show at once.
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections import OrderedDict
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QObject, QPointF
 from PySide6.QtGui import QImage, QPainterPath, QPolygonF
 
 from workbench.core.data import ImageRecord, read_image, read_mask
 from workbench.core.data.io import resize_mask
 from workbench.core.labels import load_mask, mask_contours, region_contours
 from workbench.core.visualize import MapScale, heat_overlay
-from workbench.gui.imaging import LruCache, rgb_to_qimage
+from workbench.gui.imaging import BackgroundImageLoader, LruCache, rgb_to_qimage
 
-log = logging.getLogger(__name__)
 
 COLORMAPS = {  # shown name -> OpenCV colormap
     "Jet": cv2.COLORMAP_JET,
@@ -110,87 +103,12 @@ def render_frame(record: ImageRecord, key: str, amap: np.ndarray | None, setting
     return frame
 
 
-class FrameLoader(QObject):
-    """Runs ``make()`` callables in a small pool; emits ``loaded(key, result)`` /
-    ``failed(key, message)`` in the GUI thread. Newest request first; when more than
-    ``max_pending`` wait, the oldest are dropped (the user has moved on)."""
-
-    loaded = Signal(object, object)
-    failed = Signal(object, str)
-    _loaded = Signal(object, object)
-    _failed = Signal(object, str)
+class FrameLoader(BackgroundImageLoader):
+    """Renders review frames in a pool thread (the shared loader, newest first); only a few
+    may wait: past that the user has moved on."""
 
     def __init__(self, threads: int = 1, max_pending: int = 6, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.pool = QThreadPool(self)
-        self.threads = max(1, threads)
-        self.pool.setMaxThreadCount(self.threads)
-        self.max_pending = max(1, max_pending)
-        self._lock = threading.Lock()
-        self._queue: OrderedDict[Hashable, Callable[[], object]] = OrderedDict()
-        self._in_flight: set[Hashable] = set()
-        self._draining = 0
-        self._loaded.connect(self._relay_loaded)
-        self._failed.connect(self._relay_failed)
-
-    def request(self, key: Hashable, make: Callable[[], object], urgent: bool = True) -> None:
-        """Queue ``make``; ``urgent`` requests are served before the others (the image the
-        user waits for), non-urgent ones (prefetch) after."""
-        with self._lock:
-            if key in self._in_flight:
-                return
-            if key in self._queue:
-                if urgent:
-                    self._queue.move_to_end(key)
-                return
-            self._queue[key] = make
-            if not urgent:
-                self._queue.move_to_end(key, last=False)
-            while len(self._queue) > self.max_pending:
-                self._queue.popitem(last=False)
-            start = self._draining < self.threads
-            if start:
-                self._draining += 1
-        if start:
-            self.pool.start(self._drain)
-
-    def is_pending(self, key: Hashable) -> bool:
-        with self._lock:
-            return key in self._queue or key in self._in_flight
-
-    def clear(self) -> None:
-        with self._lock:
-            self._queue.clear()
-
-    def wait(self, timeout_ms: int = 10_000) -> bool:
-        return self.pool.waitForDone(timeout_ms)
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                if not self._queue:
-                    self._draining -= 1
-                    return
-                key, make = self._queue.popitem(last=True)
-                self._in_flight.add(key)
-            try:
-                result = make()
-            except Exception as exc:  # an unreadable image is shown as a message, not a crash
-                self._failed.emit(key, str(exc))
-            else:
-                self._loaded.emit(key, result)
-            finally:
-                with self._lock:
-                    self._in_flight.discard(key)
-
-    @Slot(object, object)
-    def _relay_loaded(self, key: Hashable, result: object) -> None:
-        self.loaded.emit(key, result)
-
-    @Slot(object, str)
-    def _relay_failed(self, key: Hashable, message: str) -> None:
-        log.debug("could not prepare %s: %s", key, message)
-        self.failed.emit(key, message)
+        super().__init__(threads, max_pending, parent)
 
 
 class FrameCache(LruCache):
