@@ -15,8 +15,9 @@ Deviations, forced by working offline on a CPU with a few dozen images:
   strongly augmented (colour, rotation, shifted and shuffled patches; see :mod:`.synthetic`).
 - Networks a few times narrower than the paper's (base width 16 instead of 128/64), both
   starting with a stride-2 stage; the discriminative network predicts at half resolution
-  and upsamples bilinearly. 128 px input, ~100 epochs with Adam at 1e-3 instead of 700
-  epochs at 1e-4; random flips on the clean images.
+  and upsamples bilinearly. 128 px input, 300 epochs of 64 px crops with Adam at 1e-3 instead of 700
+  epochs of whole images at 1e-4 (100 epochs left the washer at 0.79 image AUROC; 300 give
+  0.93-0.99 across seeds and fit in about 3-5 minutes on 2 CPU cores); random flips on the clean images.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Draem(ReconstructionModel):
 
     @classmethod
     def schema(cls) -> tuple[Param, ...]:
-        return with_defaults(super().schema(), image_size=128, epochs=100)
+        return with_defaults(super().schema(), image_size=128, epochs=300)
 
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
