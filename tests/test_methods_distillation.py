@@ -110,6 +110,7 @@ def test_efficientad_distils_teacher_and_normalises_maps(fitted):
     history = model.metadata["training_history"]
     assert [e for e in events if e.stage == "distil teacher"]
     assert history["distill_loss"][-1] < history["distill_loss"][0]
+    assert 0.0 < history["teacher_r2"] <= 1.0  # the least-squares teacher explains part of the backbone
     q = model.state_tensors()["quantiles"]
     assert q.shape == (4,) and q[1] > q[0] and q[3] > q[2]
     assert model.state_tensors()["teacher_mean"].shape == (sum(model.extractor.channels),)
@@ -120,3 +121,47 @@ def test_same_seed_gives_identical_students(tiny_images):
     b = create_method("stfpm", device="cpu", **{**TINY["stfpm"], "epochs": 1}).fit(tiny_images["train"])
     ta, tb = a.state_tensors(), b.state_tensors()
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_fit_readout_recovers_a_linear_last_layer():
+    """Targets made by the same trunk with another last layer are fitted exactly (R^2 ~ 1),
+    and a channel subset leaves the other output channels alone."""
+    from workbench.core.methods.efficientad.torch_model import PatchDescriptionNetwork, fit_readout
+    torch.manual_seed(0)
+    source, net = PatchDescriptionNetwork(6, 8), PatchDescriptionNetwork(6, 8)
+    net.net[:-1].load_state_dict(source.net[:-1].state_dict())
+    x = torch.randn(6, 3, 48, 48)
+    with torch.no_grad():
+        y = source(x)
+    r2 = fit_readout(net, [(x[:3], y[:3]), (x[3:], y[3:])], ridge=1e-9)
+    assert r2 > 0.999
+    with torch.no_grad():
+        assert torch.allclose(net(x), y, atol=1e-3 * float(y.abs().max()))
+    untouched = net.net[-1].weight[3:].clone()
+    r2_half = fit_readout(net, [(x, torch.zeros_like(y[:, :3]))], channels=slice(0, 3))
+    assert torch.equal(net.net[-1].weight[3:], untouched)
+    with torch.no_grad():
+        assert float(net(x)[:, :3].abs().max()) < 1e-3
+    assert r2_half <= 1.0
+
+
+def test_teacher_target_set_pairs_each_image_with_the_teachers_output(tiny_images):
+    """Copy 0 is the image itself; the jittered copy differs; both targets are the teacher's."""
+    from workbench.core.methods.efficientad.augment import Augmenter
+    from workbench.core.methods.efficientad.model import TeacherTargetSet
+    from workbench.core.methods.trainer import ImageCache
+
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    cache = ImageCache(tiny_images["train"][:5], 32, CancelToken())
+    torch.manual_seed(0)
+    teacher = torch.nn.Conv2d(3, 4, 5)
+    targets = TeacherTargetSet(cache, Augmenter(mean, std, 0, torch.device("cpu")), teacher, 2, 0,
+                               CancelToken(), None, copies=3)
+    assert len(targets) == 5 and targets.copies == 4
+    index = np.array([4, 1, 2])
+    x, t, x_ae, t_ae = targets.batch(index, mean, std, torch.device("cpu"))
+    assert torch.allclose(x, cache.batch(index, mean, std, torch.device("cpu")), atol=1e-5)
+    assert not torch.allclose(x_ae, x, atol=1e-3)
+    with torch.no_grad():
+        for image, target in ((x, t), (x_ae, t_ae)):
+            assert torch.allclose(target.float(), teacher(image), atol=2e-2)

@@ -21,6 +21,24 @@ Deviations, forced by offline CPU use:
   under strong augmentation (random resized crops, flips, quarter turns, colour jitter,
   grayscale). This distillation counts toward fit time. The teacher has as many output
   channels as the chosen backbone stages (152 by default) instead of 384.
+* How the teacher is distilled: the paper takes 60,000 gradient steps; a CPU affords a few
+  hundred, and those left the teacher *worse* than random (on fabric its outputs correlated
+  with the backbone's at a median 0.02, and the student-teacher map reached 0.78-0.86 image
+  AUROC). Instead the PDN keeps its seeded random trunk and its last convolution, which is
+  linear in the trunk's 4 x 4 feature windows, is solved by ridge least squares on the
+  augmented images (:func:`.torch_model.fit_readout`, seconds). That explains 33 % (fabric)
+  and 70 % (washer) of the backbone targets' variance; ``distill_epochs`` > 0 adds gradient
+  fine-tuning on top. The fitted R^2 is kept in the model's training history.
+* The frozen teacher's outputs for each training image and eight colour-jittered copies are
+  computed once before the student trains (:class:`TeacherTargetSet`), so a training step
+  runs only the student and the autoencoder: about 15 % faster than running the teacher
+  twice per step.
+* The combined map is smoothed with a Gaussian (``smoothing_sigma``, 8 px = two output cells
+  by default). Without it, the student-autoencoder map of the briefly trained autoencoder has
+  a peak of a cell or two on every good washer image (the hole in the middle, which a 33 px
+  patch cannot tell from the belt around the part), and that peak, not the defects, sets the
+  image scores: washer image AUROC 0.71 and 0.87 unsmoothed, 0.93 and 0.99 smoothed, on the
+  same two models (seeds 0 and 1).
 * The student's ImageNet penalty term (keeping its output small on unrelated images) is
   dropped: there are no ImageNet images offline.
 * Widths are halved (``width`` 64 instead of 128), the default input is 128 px instead of
@@ -43,7 +61,7 @@ from workbench.core.jobs import CancelToken, ProgressCallback, ProgressEvent, ma
 from workbench.core.methods.base import COMMON_PARAMS, AnomalyModel
 from workbench.core.methods.efficientad.augment import Augmenter
 from workbench.core.methods.efficientad.torch_model import (
-    AutoEncoder, EfficientAdInference, PatchDescriptionNetwork, hard_feature_loss, pdn_output_size)
+    AutoEncoder, EfficientAdInference, PatchDescriptionNetwork, fit_readout, hard_feature_loss, pdn_output_size)
 from workbench.core.methods.ops import parse_layers
 from workbench.core.methods.schema import Param
 from workbench.core.methods.stfpm.model import with_defaults
@@ -57,21 +75,25 @@ class EfficientAd(AnomalyModel):
     title = "EfficientAD-S"
     family = "Knowledge distillation (teacher-student)"
     description = ("A tiny student network imitates a tiny teacher and an autoencoder on good images; "
-                   "their disagreements flag local defects and wrong arrangements. The fastest "
-                   "inference of all methods (one pass of three small networks), exportable to ONNX; "
-                   "training distils the teacher first, so it takes longer.")
+                   "their disagreements flag local defects and wrong arrangements. Inference is one "
+                   "pass of three small networks without the backbone (made for GPUs; about 35 ms "
+                   "per image on 2 CPU cores), exportable to ONNX.")
     method_params = (
         Param("teacher_layers", "choice", "2,3", "Backbone stages the teacher network is distilled "
               "from. '2,3' describes patches by local structure; '1,2' keeps finer texture detail.",
               choices=("1,2", "2,3", "1,2,3")),
         Param("width", "int", 64, "Channels of the patch networks' first layer (the paper's 128). "
               "Wider networks describe patches better but train and run slower.", 8, 256),
-        Param("distill_epochs", "int", 8, "Passes over the augmented good images (four copies of "
-              "each) to distil the teacher from the backbone. More gives a more faithful teacher but "
-              "a longer fit.", 1, 1000),
+        Param("distill_epochs", "int", 0, "Gradient passes over the augmented good images (four "
+              "copies of each) after the teacher's last layer is fitted by least squares. 0 keeps the "
+              "least-squares teacher (measured best on the sample data); more refines the whole "
+              "teacher at a tenth of the learning rate but lengthens the fit.", 0, 1000),
         Param("hard_quantile", "float", 0.999, "Only student-teacher errors above this quantile are "
               "trained on (hard-feature loss). Higher focuses on the hardest patches; 0 trains on all.",
               0.0, 0.99999),
+        Param("smoothing_sigma", "float", 8.0, "Gaussian smoothing of the anomaly map in pixels (4 = "
+              "one cell of the networks' output grid). Removes the few-cell peaks that would otherwise "
+              "set the image score; 0 keeps the paper's unsmoothed map.", 0.0, 32.0),
         *with_defaults(TRAINING_PARAMS, epochs=60, learning_rate=1e-3),
     )
 
@@ -160,7 +182,10 @@ class EfficientAd(AnomalyModel):
             x, target = batch
             return (teacher(x) - target.float()).pow(2).mean()
 
-        opt_t = torch.optim.Adam(teacher.parameters(), lr=lr, weight_decay=1e-5)
+        # the last layer in closed form (least squares), then optional gradient fine-tuning at a
+        # tenth of the learning rate, so the steps refine the fit instead of undoing it
+        teacher_r2 = fit_readout(teacher, _batches(distill_set, bs, mean, std, self.device, cancel))
+        opt_t = torch.optim.Adam(teacher.parameters(), lr=0.1 * lr, weight_decay=1e-5)
         distill_history = train_loop(distill_loss, [teacher], opt_t, distill_set,  # type: ignore[arg-type]
                                      epochs=int(self.params["distill_epochs"]),
                                      progress=_renamed(progress, "distil teacher"), **common)
@@ -174,15 +199,14 @@ class EfficientAd(AnomalyModel):
         tm, ts = t_mean.view(1, -1, 1, 1), t_std.view(1, -1, 1, 1)
         c, q = self.teacher_channels, float(self.params["hard_quantile"])
 
-        # 3. student and autoencoder
-        def student_loss(x: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                t = (teacher(x) - tm) / ts
+        # 3. student and autoencoder, on the teacher's outputs computed once (it is frozen)
+        targets = TeacherTargetSet(cache, aug, lambda x: (teacher(x) - tm) / ts, bs, seed, cancel,
+                                   _renamed(progress, "teacher outputs"))
+
+        def student_loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            x, t, x_ae, t_ae = (v.float() for v in batch)
             s = student(x)[:, :c]
             loss_hard = hard_feature_loss(t, s, q) if q > 0 else (t - s).pow(2).mean()
-            x_ae = aug.color(x) if student.training else x
-            with torch.no_grad():
-                t_ae = (teacher(x_ae) - tm) / ts
             a = autoencoder(x_ae)
             s_ae = student(x_ae)[:, c:]
             return loss_hard + (t_ae - a).pow(2).mean() + (a - s_ae).pow(2).mean()
@@ -190,7 +214,8 @@ class EfficientAd(AnomalyModel):
         epochs = int(self.params["epochs"])
         opt = torch.optim.Adam(list(student.parameters()) + list(autoencoder.parameters()), lr=lr, weight_decay=1e-5)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(0.95 * epochs))], gamma=0.1)
-        history = train_loop(student_loss, [student, autoencoder], opt, cache, epochs=epochs, progress=progress,
+        history = train_loop(student_loss, [student, autoencoder], opt, targets, epochs=epochs,  # type: ignore[arg-type]
+                             progress=progress,
                              scheduler=sched, early_stopping=int(self.params["early_stopping"]), **common)
         student.eval()
         autoencoder.eval()
@@ -210,7 +235,8 @@ class EfficientAd(AnomalyModel):
                 ae.append(m_ae.flatten())
         self.quantiles = torch.cat([_quantiles(torch.cat(st)), _quantiles(torch.cat(ae))]).to(self.device)
         self.metadata["training_history"] = {
-            "distill_loss": distill_history.train_loss, "train_loss": history.train_loss,
+            "distill_loss": distill_history.train_loss, "teacher_r2": teacher_r2,
+            "train_loss": history.train_loss,
             "val_loss": history.val_loss, "best_epoch": history.best_epoch}
 
     # --------------------------------------------------------------- inference and state
@@ -218,7 +244,7 @@ class EfficientAd(AnomalyModel):
         assert self.teacher is not None and self.student is not None and self.autoencoder is not None
         assert self.t_mean is not None and self.t_std is not None and self.quantiles is not None
         return EfficientAdInference(self.teacher, self.student, self.autoencoder, self.t_mean, self.t_std,
-                                    self.quantiles, self.image_size).eval()
+                                    self.quantiles, self.image_size, float(self.params["smoothing_sigma"])).eval()
 
     def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.export_module()(x)
@@ -285,6 +311,66 @@ class DistillationSet:
         m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         s = torch.tensor(std, device=device).view(1, 3, 1, 1)
         return (x - m) / s, self.targets[index].to(device)
+
+
+class TeacherTargetSet:
+    """Each training image with the frozen teacher's normalised output, plus ``copies``
+    colour-jittered versions (the paper's autoencoder augmentation) with theirs.
+
+    The teacher is frozen, so its outputs are computed once here instead of twice per
+    training step. A batch is ``(image, target, jittered image, its target)`` with one of the
+    image's jittered copies drawn at random (seeded); ``len`` is the number of images, so an
+    epoch is still one pass over them. The jittered copies are capped to about ``max_bytes``
+    in all, but there is always at least one.
+    """
+
+    def __init__(self, cache: ImageCache, aug: Augmenter, teacher_fn, batch_size: int, seed: int,
+                 cancel: CancelToken, progress: ProgressCallback | None, copies: int = 8,
+                 max_bytes: int = 512 * 2**20) -> None:
+        n, size = len(cache), cache.data.shape[1]
+        mean, std = aug.mean, aug.std
+        m_list, s_list = mean.flatten().tolist(), std.flatten().tolist()
+        with torch.no_grad():
+            probe = teacher_fn(cache.batch(np.arange(1), m_list, s_list, mean.device))
+        per_copy = n * (3 * size * size + 2 * probe[0].numel())
+        self.copies = 1 + max(1, min(copies, max_bytes // max(per_copy, 1) - 1))
+        self.images = np.empty((n, self.copies, size, size, 3), np.uint8)
+        self.targets = torch.empty((n, self.copies, *probe.shape[1:]), dtype=torch.float16)
+        self.rng = np.random.default_rng(seed)
+        report = make_reporter(progress, "teacher outputs", n * self.copies)
+        done = 0
+        for k in range(self.copies):
+            for start in range(0, n, batch_size):
+                cancel.raise_if_cancelled()
+                idx = np.arange(start, min(start + batch_size, n))
+                x = cache.batch(idx, m_list, s_list, mean.device)
+                if k:  # copy 0 is the image itself
+                    x = aug.color(x)
+                rgb = ((x * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+                self.images[idx, k] = rgb.permute(0, 2, 3, 1).cpu().numpy()
+                with torch.no_grad():
+                    self.targets[idx, k] = teacher_fn((rgb.float() / 255.0 - mean) / std).cpu().half()
+                done += len(idx)
+                report(done)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, index: np.ndarray, mean, std, device: torch.device) -> tuple[torch.Tensor, ...]:
+        m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        out = []
+        for copy in (np.zeros(len(index), int), self.rng.integers(1, self.copies, size=len(index))):
+            x = torch.from_numpy(self.images[index, copy]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+            out += [(x - m) / s, self.targets[index, copy].to(device)]
+        return tuple(out)
+
+
+def _batches(data, batch_size: int, mean, std, device: torch.device, cancel: CancelToken):
+    """Every item of an :class:`ImageCache` or :class:`DistillationSet` once, in order, in batches."""
+    for start in range(0, len(data), batch_size):
+        cancel.raise_if_cancelled()
+        yield data.batch(np.arange(start, min(start + batch_size, len(data))), mean, std, device)
 
 
 def _quantiles(values: torch.Tensor) -> torch.Tensor:
