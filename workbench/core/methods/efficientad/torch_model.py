@@ -105,7 +105,8 @@ def fit_readout(net: PatchDescriptionNetwork, batches: Iterable[tuple[torch.Tens
     if gram is None:
         raise ValueError("fit_readout needs at least one batch")
     d = gram.shape[0] - 1
-    penalty = ridge * gram.diagonal()[:d].mean() * torch.eye(d + 1, dtype=gram.dtype, device=gram.device)
+    energy = gram.diagonal()[:d].mean().clamp_min(1e-12)  # > 0 even if every feature is dead
+    penalty = ridge * energy * torch.eye(d + 1, dtype=gram.dtype, device=gram.device)
     penalty[d, d] = 0.0  # no penalty on the bias
     w = torch.linalg.solve(gram + penalty, rhs)  # [D + 1, C]
     conv.weight[sel] = w[:d].T.reshape(-1, *conv.weight.shape[1:]).to(conv.weight.dtype)
