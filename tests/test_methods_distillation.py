@@ -165,3 +165,20 @@ def test_teacher_target_set_pairs_each_image_with_the_teachers_output(tiny_image
     with torch.no_grad():
         for image, target in ((x, t), (x_ae, t_ae)):
             assert torch.allclose(target.float(), teacher(image), atol=2e-2)
+
+
+def test_efficientad_saved_before_smoothing_loads_unsmoothed(fitted, tmp_path):
+    """A package from before ``smoothing_sigma`` existed keeps its old, unsmoothed scores."""
+    import json
+
+    from workbench.core.methods.package import META_FILE
+
+    model, _ = fitted["efficientad"]
+    assert model.params["smoothing_sigma"] == 8.0
+    directory = save_model(model, tmp_path / "old")
+    meta_path = directory / META_FILE
+    meta = json.loads(meta_path.read_text())
+    del meta["params"]["smoothing_sigma"]
+    meta_path.write_text(json.dumps(meta))
+    assert load_model(directory).params["smoothing_sigma"] == 0.0
+    assert load_model(save_model(model, tmp_path / "new")).params["smoothing_sigma"] == 8.0

@@ -59,6 +59,10 @@ class AnomalyModel(ABC):
     family: ClassVar[str]
     description: ClassVar[str]
     method_params: ClassVar[tuple[Param, ...]] = ()
+    # Values of parameters added after a method first shipped, as that method behaved before
+    # them; a saved model whose package lacks such a parameter loads with this value, not the
+    # new default, so its scores (and the threshold calibrated on them) do not change.
+    params_before_added: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, device: str | torch.device | None = None, **params: Any) -> None:
         self.params: dict[str, Any] = resolve_params(self.schema(), params)

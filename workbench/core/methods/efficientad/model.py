@@ -78,6 +78,7 @@ class EfficientAd(AnomalyModel):
                    "their disagreements flag local defects and wrong arrangements. Inference is one "
                    "pass of three small networks without the backbone (made for GPUs; about 35 ms "
                    "per image on 2 CPU cores), exportable to ONNX.")
+    params_before_added = {"smoothing_sigma": 0.0}  # packages saved before smoothing existed
     method_params = (
         Param("teacher_layers", "choice", "2,3", "Backbone stages the teacher network is distilled "
               "from. '2,3' describes patches by local structure; '1,2' keeps finer texture detail.",
