@@ -62,10 +62,16 @@ class ImageCache:
 
     def batch(self, index: np.ndarray, mean: Sequence[float], std: Sequence[float],
               device: torch.device) -> torch.Tensor:
-        x = torch.from_numpy(self.data[index]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-        s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-        return (x - m) / s
+        return normalised_batch(self.data[index], mean, std, device)
+
+
+def normalised_batch(images: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                     device: torch.device) -> torch.Tensor:
+    """uint8 NHWC images -> float NCHW tensor on ``device``, normalised with ``mean`` / ``std``."""
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return (x - m) / s
 
 
 def train_loop(

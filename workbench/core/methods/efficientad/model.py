@@ -65,7 +65,7 @@ from workbench.core.methods.efficientad.torch_model import (
 from workbench.core.methods.ops import parse_layers
 from workbench.core.methods.schema import Param
 from workbench.core.methods.stfpm.model import with_defaults
-from workbench.core.methods.trainer import TRAINING_PARAMS, ImageCache, train_loop
+from workbench.core.methods.trainer import TRAINING_PARAMS, ImageCache, normalised_batch, train_loop
 
 QUANTILE_A, QUANTILE_B = 0.9, 0.995
 
@@ -146,10 +146,8 @@ class EfficientAd(AnomalyModel):
     def _channel_stats(self, fn, cache: ImageCache, cancel: CancelToken) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = self.normalization
         total, total_sq, count = 0.0, 0.0, 0
-        for start in range(0, len(cache), int(self.params["batch_size"])):
-            cancel.raise_if_cancelled()
-            idx = np.arange(start, min(start + int(self.params["batch_size"]), len(cache)))
-            f = fn(cache.batch(idx, mean, std, self.device)).double()
+        for x in _batches(cache, int(self.params["batch_size"]), mean, std, self.device, cancel):
+            f = fn(x).double()
             total = total + f.sum((0, 2, 3))
             total_sq = total_sq + f.pow(2).sum((0, 2, 3))
             count += f.shape[0] * f.shape[2] * f.shape[3]
@@ -228,10 +226,8 @@ class EfficientAd(AnomalyModel):
         module = self.export_module()
         st, ae = [], []
         with torch.no_grad():
-            for start in range(0, len(hold), bs):
-                cancel.raise_if_cancelled()
-                idx = np.arange(start, min(start + bs, len(hold)))
-                m_st, m_ae = module.raw_maps(hold.batch(idx, mean, std, self.device))
+            for x in _batches(hold, bs, mean, std, self.device, cancel):
+                m_st, m_ae = module.raw_maps(x)
                 st.append(m_st.flatten())
                 ae.append(m_ae.flatten())
         self.quantiles = torch.cat([_quantiles(torch.cat(st)), _quantiles(torch.cat(ae))]).to(self.device)
@@ -295,9 +291,7 @@ class DistillationSet:
             cancel.raise_if_cancelled()
             idx = source[start:start + batch_size]
             x = aug.distill(cache.batch(idx, mean.flatten().tolist(), std.flatten().tolist(), mean.device))
-            rgb = ((x * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
-            self.images[start:start + len(idx)] = rgb.permute(0, 2, 3, 1).cpu().numpy()
-            x = (rgb.float() / 255.0 - mean) / std  # what batch() will return
+            self.images[start:start + len(idx)], x = _quantised(x, mean, std)
             self.targets[start:start + len(idx)] = target_fn(x).cpu().half()
             report(start + len(idx))
         # standardise every target channel, so predicting the mean scores a loss of 1
@@ -308,10 +302,7 @@ class DistillationSet:
         return len(self.images)
 
     def batch(self, index: np.ndarray, mean, std, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(self.images[index]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-        m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-        s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-        return (x - m) / s, self.targets[index].to(device)
+        return normalised_batch(self.images[index], mean, std, device), self.targets[index].to(device)
 
 
 class TeacherTargetSet:
@@ -347,10 +338,9 @@ class TeacherTargetSet:
                 x = cache.batch(idx, m_list, s_list, mean.device)
                 if k:  # copy 0 is the image itself
                     x = aug.color(x)
-                rgb = ((x * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
-                self.images[idx, k] = rgb.permute(0, 2, 3, 1).cpu().numpy()
+                self.images[idx, k], x = _quantised(x, mean, std)
                 with torch.no_grad():
-                    self.targets[idx, k] = teacher_fn((rgb.float() / 255.0 - mean) / std).cpu().half()
+                    self.targets[idx, k] = teacher_fn(x).cpu().half()
                 done += len(idx)
                 report(done)
 
@@ -358,13 +348,17 @@ class TeacherTargetSet:
         return len(self.images)
 
     def batch(self, index: np.ndarray, mean, std, device: torch.device) -> tuple[torch.Tensor, ...]:
-        m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-        s = torch.tensor(std, device=device).view(1, 3, 1, 1)
         out = []
         for copy in (np.zeros(len(index), int), self.rng.integers(1, self.copies, size=len(index))):
-            x = torch.from_numpy(self.images[index, copy]).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-            out += [(x - m) / s, self.targets[index, copy].to(device)]
+            out += [normalised_batch(self.images[index, copy], mean, std, device), self.targets[index, copy].to(device)]
         return tuple(out)
+
+
+def _quantised(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """A normalised batch rounded to 8-bit RGB, as stored (uint8 NHWC) and as ``batch()`` will
+    return it, so targets are computed on exactly the pixels the networks later train on."""
+    rgb = ((x * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return rgb.permute(0, 2, 3, 1).cpu().numpy(), (rgb.float() / 255.0 - mean) / std
 
 
 def _batches(data, batch_size: int, mean, std, device: torch.device, cancel: CancelToken):
