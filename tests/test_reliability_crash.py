@@ -99,7 +99,7 @@ def _package_writer(model, target: Path, start: int, ready) -> None:
     while True:
         gen += 1
         model.metadata["gen"] = gen
-        save_model(model, target)
+        save_model(model, target, overwrite=True)
 
 
 def _synthetic_padim():
@@ -133,6 +133,6 @@ def test_killed_model_saves_leave_a_loadable_package(tmp_path: Path) -> None:
     assert advanced >= 3, "the children hardly ever finished a save: the test proved little"
 
     model.metadata["gen"] = last + 1
-    save_model(model, target)  # the next save tidies the leftovers of the killed ones
+    save_model(model, target, overwrite=True)  # the next save tidies the leftovers of the killed ones
     assert [p.name for p in target.parent.iterdir()] == ["m"]
     assert load_model(target, device="cpu").metadata["gen"] == last + 1  # full load: scores an image

@@ -239,11 +239,11 @@ def test_disk_full_while_saving_model_keeps_previous_package(padim, package: Pat
     padim.metadata["note"] = "newer"
     monkeypatch.setattr(package_mod, "save_file", half_written)
     with pytest.raises(OSError, match="No space left"):
-        save_model(padim, package)
+        save_model(padim, package, overwrite=True)
     monkeypatch.undo()
     monkeypatch.setattr(files.os, "fsync", _enospc)  # full while writing model.json instead
     with pytest.raises(OSError, match="No space left"):
-        save_model(padim, package)
+        save_model(padim, package, overwrite=True)
     with pytest.raises(OSError, match="No space left"):  # or while a calibration rewrites model.json
         atomic_write_json(package / "model.json", {"broken": True})
     monkeypatch.undo()
@@ -265,7 +265,7 @@ def test_cli_reports_disk_full_with_exit_2(padim, package: Path, tmp_path: Path,
     monkeypatch.setattr(training, "train_model",
                         lambda *a, **k: training.TrainResult(padim, 0.1, 3, 0))
     monkeypatch.setattr(package_mod, "save_file", _enospc)
-    assert main(["train", "--data", str(data), "--method", "padim", "--out", str(package), "-q"]) == EXIT_BAD_INPUT
+    assert main(["train", "--data", str(data), "--method", "padim", "--out", str(package), "--overwrite", "-q"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "error: No space left on device" in err and "previous version" in err
     assert snapshot(package) == before
@@ -308,7 +308,7 @@ def test_stray_temp_files_do_not_confuse_loading(padim, package: Path) -> None:
     (package / ".model.json.k2j3.tmp").write_text("{half")  # an atomic write killed half-way
     assert load_model(package).name == "padim"
 
-    save_model(padim, package)
+    save_model(padim, package, overwrite=True)
     left = sorted(p.name for p in package.parent.iterdir())
     assert left == sorted([".m.userstuff", live.name, "m"])  # dead leftovers cleaned on the next save
     assert load_model(package).name == "padim"

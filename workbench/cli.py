@@ -1,12 +1,18 @@
 """The ``workbench`` command: thin wrappers over :mod:`workbench.core`.
 
 Every sub-command reports progress with tqdm, prints specific errors (which file, what is
-wrong, what to do) and exits non-zero on bad input: 2 for bad input, 130 when interrupted.
+wrong, what to do) and exits non-zero on bad input: 2 for bad input, 3 when ``predict``
+finished but could not score some images (an ``error`` row: the model gave a non-finite
+score), 130 when interrupted. A closed stdout (``workbench train ... | head``) is not an
+error: the command carries on and its further output is dropped.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import math
+import os
 import sys
 import tempfile
 from collections import Counter
@@ -17,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 EXIT_BAD_INPUT = 2
+EXIT_SOME_IMAGES_FAILED = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -66,6 +73,80 @@ def progress_bars(enabled: bool) -> Iterator[TqdmProgress]:
 
 
 # --------------------------------------------------------------------------- helpers
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (NaN and infinities are refused with a clear message)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a finite number between 0 and 1 (a rate)."""
+    value = finite_float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1 (e.g. 0.01 for 1%), got {text!r}")
+    return value
+
+
+def count(minimum: int):
+    """argparse type: a whole number >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+    return parse
+
+
+class _PipeSafe(io.TextIOBase):
+    """stdout/stderr whose reader may go away (``workbench train ... | head``).
+
+    On a broken pipe the stream is pointed at the null device and the command carries on
+    (a training run still saves its model), instead of dying with a misleading disk error.
+    """
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._divert()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._divert()
+
+    def _divert(self) -> None:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8")
+
+
 def _load_dataset(args: argparse.Namespace):
     from workbench.core.data import load_dataset
 
@@ -108,14 +189,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     from workbench.core.training import train_model
 
     dataset = _load_dataset(args)
+    _check_model_out(args, dataset)
     print(dataset.report.summary())
     with progress_bars(not args.quiet) as bars:
         result = train_model(dataset, args.method, _parse_params(args.param), device=args.device,
                              progress=bars)
-    out = save_model(result.model, args.out)
+    out = save_model(result.model, args.out, overwrite=args.overwrite,
+                     inputs=[("the dataset", args.data), ("the dataset", dataset.root)])
     print(f"Trained {result.model.title} on {result.n_train} good images in {result.fit_seconds:.1f} s "
           f"({result.model.device}); model saved to {out}")
     return 0
+
+
+def _check_model_out(args: argparse.Namespace, dataset) -> None:
+    """Refuse an unusable --out before hours of training, not after (save_model checks again)."""
+    from workbench.core.files import check_output_dir
+    from workbench.core.formats import MODEL_PACKAGE
+
+    check_output_dir(args.out, MODEL_PACKAGE, overwrite=args.overwrite,
+                     inputs=[("the dataset", args.data), ("the dataset", dataset.root)])
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -185,18 +277,29 @@ def _expand_images(items: list[str]) -> list[tuple[Path, str]]:
     """Image files named on the command line or found in folders, each with a unique output
     stem (the path inside its folder, '/' -> '__'), so test/good/000.png and
     test/hole/000.png do not overwrite each other's overlays."""
-    from workbench.core.data.io import IMAGE_SUFFIXES
+    from workbench.core.data.io import IMAGE_SUFFIXES, real_folder_key
 
     found: list[tuple[Path, str]] = []
+    seen: set[tuple[Path, str]] = set()
+
+    def first_time(p: Path) -> bool:  # a link to a folder already given must not count its images twice
+        real = real_folder_key(p)
+        if real in seen:
+            return False
+        seen.add(real)
+        return True
+
     for item in items:
         path = Path(item)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not files:
                 raise CliError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in folder {path}")
+            files = [p for p in files if first_time(p)]
             found.extend((p, p.relative_to(path).with_suffix("").as_posix().replace("/", "__")) for p in files)
         elif path.is_file():
-            found.append((path, path.stem))
+            if first_time(path):
+                found.append((path, path.stem))
         else:
             raise CliError(f"Image or folder not found: {path}")
     # Same names (a.png next to a.jpg, or a.png in two folders given): make each output name
@@ -227,12 +330,15 @@ def _load_scorer(path: str, device: str | None):
 
 def cmd_export(args: argparse.Namespace) -> int:
     from workbench.core.export import export_onnx
+    from workbench.core.files import check_output_dir
+    from workbench.core.formats import EXPORTED_PACKAGE
     from workbench.core.methods.package import load_model
 
+    check_output_dir(args.out, EXPORTED_PACKAGE, overwrite=args.overwrite, inputs=[("the model folder", args.model)])
     model = load_model(args.model, device="cpu")
     if not model.exportable:
         raise CliError(f"{model.title} cannot be exported to ONNX: its inference is not a single forward pass.")
-    out = export_onnx(model, args.out)
+    out = export_onnx(model, args.out, overwrite=args.overwrite, inputs=[("the model folder", args.model)])
     print(f"Exported {model.title} to {out / 'model.onnx'} (metadata in {out / 'model.json'}). "
           f"Score with: workbench predict --model {out} IMAGES --out DIR")
     return 0
@@ -240,28 +346,38 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from workbench.core.batch_predict import model_fingerprint, predict_folder
+    from workbench.core.results_csv import safe_text
 
     model = _load_scorer(args.model, args.device)
     items = _expand_images(args.images)
     threshold = args.threshold
     if threshold is None:
         threshold = model.metadata.get("thresholds", {}).get("image", {}).get("value")
+    inputs = [("the model folder", args.model)] + [("the image folder", i) for i in args.images if Path(i).is_dir()]
     try:
         with progress_bars(not args.quiet) as bars:
             summary = predict_folder(model, items, args.out, fingerprint=model_fingerprint(args.model),
                                      threshold=threshold, overlays=not args.no_overlays,
-                                     resume=not args.restart, batch_size=args.batch_size, progress=bars)
+                                     resume=not args.restart, batch_size=args.batch_size, progress=bars,
+                                     inputs=inputs)
     except KeyboardInterrupt:
         print(f"interrupted: the rows scored so far are in {Path(args.out) / 'scores.csv'}; "
               "run the same command again to resume.", file=sys.stderr)
         raise
     for problem in summary.problems:
-        print(f"skipped: {problem}", file=sys.stderr)
+        print(f"skipped: {safe_text(problem)}", file=sys.stderr)
     thr_text = "no threshold in the model" if threshold is None else f"threshold {threshold:.4g}"
     resumed = f", {summary.resumed} already done earlier" if summary.resumed else ""
     bad = f", {summary.unreadable} unreadable" if summary.unreadable else ""
-    print(f"Scored {summary.scored} image(s){resumed}{bad} ({thr_text}; {summary.n_ng} NG in total). "
-          f"Scores: {summary.csv_path}")
+    failed = f", {summary.failed} failed (decision 'error')" if summary.failed else ""
+    repaired = (f"; {summary.repaired} damaged row(s) of the earlier CSV were dropped and scored again"
+                if summary.repaired else "")
+    print(f"Scored {summary.scored} image(s){resumed}{bad}{failed} ({thr_text}; {summary.n_ng} NG in total)"
+          f"{repaired}. Scores: {safe_text(str(summary.csv_path))}")
+    if summary.failed:
+        print(f"error: {summary.failed} image(s) could not be scored; see the 'error' column of "
+              f"{safe_text(str(summary.csv_path))}", file=sys.stderr)
+        return EXIT_SOME_IMAGES_FAILED
     return 0
 
 
@@ -297,7 +413,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             dataset = load_dataset(data, category=category)
             for method in methods:
                 result = train_model(dataset, method, device=args.device, progress=bars)
-                save_model(result.model, out_root / f"{category}-{method}")
+                save_model(result.model, out_root / f"{category}-{method}", overwrite=True,
+                           inputs=[("the dataset", data)])
                 ev = evaluate_model(result.model, dataset, progress=bars)
                 rows.append((category, method, ev.image_auroc, ev.pixel_auroc, ev.aupro, result.fit_seconds,
                              ev.ms_per_image))
@@ -350,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("--method", default="patchcore", help="method name (see 'workbench methods')")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="hyperparameter, repeatable")
-    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--out", required=True, help="model folder to write (new or empty)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out when it already holds a model package (never any other folder)")
     common(p)
     p.set_defaults(func=cmd_train)
 
@@ -365,11 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder, or an exported ONNX folder (runs on onnxruntime)")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--threshold", type=float, help="image threshold (default: the model's)")
+    p.add_argument("--threshold", type=finite_float, help="image threshold (default: the model's)")
     p.add_argument("--no-overlays", action="store_true", help="write only scores.csv")
     p.add_argument("--restart", action="store_true",
                    help="start scores.csv afresh (default: resume, skipping images already in it)")
-    p.add_argument("--batch-size", type=int, help="images per batch (default: the model's)")
+    p.add_argument("--batch-size", type=count(1), help="images per batch (default: the model's)")
     common(p)
     p.set_defaults(func=cmd_predict)
 
@@ -377,13 +496,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder")
     data_args(p)
     goal = p.add_mutually_exclusive_group()
-    goal.add_argument("--target-fpr", type=float, help="lowest threshold with false-alarm rate <= this on good images")
-    goal.add_argument("--target-recall", type=float, help="highest threshold with recall >= this on defects")
+    goal.add_argument("--target-fpr", type=fraction, help="lowest threshold with false-alarm rate <= this on good images")
+    goal.add_argument("--target-recall", type=fraction, help="highest threshold with recall >= this on defects")
     goal.add_argument("--max-f1", action="store_true", help="threshold with the best F1 (default)")
-    goal.add_argument("--threshold", type=float, help="a manual threshold in raw score units")
+    goal.add_argument("--threshold", type=finite_float, help="a manual threshold in raw score units")
     p.add_argument("--pixel", default="f1", choices=["f1", "good_max", "none"],
                    help="pixel threshold for defect outlines: best pixel F1, above every good pixel, or none")
-    p.add_argument("--min-area", type=int, default=0, help="smallest defect region in pixels to outline")
+    p.add_argument("--min-area", type=count(0), default=0, help="smallest defect region in pixels to outline")
     p.add_argument("--normalization", default="raw", choices=["raw", "minmax", "quantile"],
                    help="score scale shown to users (thresholds are stored in raw units too)")
     p.add_argument("--name", default="default", help="calibration name (several can be kept)")
@@ -394,7 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model to ONNX (+ JSON metadata) for deployment")
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
-    p.add_argument("--out", required=True, help="folder to write model.onnx and model.json to")
+    p.add_argument("--out", required=True, help="folder to write model.onnx and model.json to (new or empty)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out when it already holds an exported model (never any other folder)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="train and evaluate on the shipped sample data and print a table")
@@ -414,6 +535,17 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _PipeSafe(sys.stdout), _PipeSafe(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):  # bare `workbench` opens the desktop application

@@ -11,10 +11,9 @@ which model and threshold wrote it, so a resume never mixes decisions of two mod
 
 from __future__ import annotations
 
-import csv
+import errno
 import hashlib
-import json
-import os
+import math
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,13 +24,18 @@ import cv2
 import numpy as np
 
 from workbench.core.data import ImageReadError, read_image
-from workbench.core.files import atomic_write_json
+from workbench.core.files import atomic_write_json, check_output_dir
+from workbench.core.formats import PREDICT_RUN, PredictRunError, PredictRunJson, read_json_file, validate
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
+from workbench.core.results_csv import CSV_FIELDS, ResultsCsv, display_path, safe_text
 from workbench.core.visualize import MapScale, defect_region, draw_outline, heat_overlay
 
 CSV_FILE = "scores.csv"
 RUN_FILE = "predict_run.json"
-CSV_FIELDS = ["path", "score", "decision", "defect_area_px"]
+MAX_NAME_BYTES = 200  # overlay file names are shortened with a hash beyond this (most file systems allow 255)
+
+__all__ = ["CSV_FIELDS", "PredictRunError", "PredictSummary", "ResumeMismatchError", "model_fingerprint",
+           "overlay_name", "predict_folder"]
 
 
 class Scorer(Protocol):
@@ -43,7 +47,7 @@ class Scorer(Protocol):
     def predict(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-class ResumeMismatchError(ValueError):
+class ResumeMismatchError(PredictRunError):
     """The output folder holds a run of another model or threshold."""
 
 
@@ -55,7 +59,9 @@ class PredictSummary:
     resumed: int        # already in the CSV from an earlier, interrupted call
     unreadable: int     # recorded as 'unreadable' in this call
     n_ng: int           # NG decisions in the whole CSV
-    problems: tuple[str, ...] = ()  # why each unreadable image of this call could not be read
+    problems: tuple[str, ...] = ()  # why each unreadable or failed image of this call could not be scored
+    failed: int = 0     # recorded as 'error' in this call (non-finite score, overlay not writable)
+    repaired: int = 0   # damaged rows dropped from the CSV on resume (their images were scored again)
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -66,67 +72,135 @@ def model_fingerprint(model_dir: str | Path) -> str:
 def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: str | Path, *,
                    fingerprint: str, threshold: float | None = None, overlays: bool = True,
                    resume: bool = True, batch_size: int | None = None,
-                   progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> PredictSummary:
+                   progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+                   inputs: Sequence[tuple[str, str | Path]] = ()) -> PredictSummary:
     """Score ``items`` (path, unique output stem) into ``out_dir/scores.csv`` (+ overlay PNGs).
 
     With ``resume`` (the default) images already in an existing CSV of the same model and
-    threshold are skipped; with ``resume=False`` the CSV is started afresh. Raises
-    ``Cancelled`` between batches when ``cancel`` is set; every finished row is on disk then.
+    threshold are skipped; with ``resume=False`` the CSV is started afresh. ``out_dir`` must be
+    new, empty or an earlier predict run, and none of ``inputs`` (the model, image folders).
+    Raises ``Cancelled`` between batches when ``cancel`` is set; every finished row is on disk
+    then. A second call on the same ``out_dir`` while this one runs raises PredictRunError.
     """
+    if threshold is not None and not math.isfinite(threshold):
+        raise ValueError(f"The threshold must be a finite number, not {threshold}.")
     out_dir = Path(out_dir)
+    check_output_dir(out_dir, PREDICT_RUN, overwrite=True, inputs=inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = out_dir / CSV_FILE
     run = {"model_fingerprint": fingerprint, "threshold": threshold, "overlays": overlays}
-    done = _prepare_csv(csv_path, out_dir / RUN_FILE, run, resume)
-    todo = [(p, stem) for p, stem in items if str(p) not in done]
-    resumed = len(items) - len(todo)
+    with ResultsCsv(out_dir / CSV_FILE) as results:
+        _check_run(out_dir / RUN_FILE, results, run, resume)
+        done = results.open(resume)
+        if not resume or not (out_dir / RUN_FILE).is_file():
+            atomic_write_json(out_dir / RUN_FILE, run)
+        todo = [(p, stem) for p, stem in items if display_path(p) not in done]
+        resumed = len(items) - len(todo)
+        counts = _score_all(scorer, todo, results, out_dir if overlays else None, threshold, batch_size,
+                            make_reporter(progress, "predict", len(items)), resumed, cancel)
+        n_ng = sum(row["decision"] == "NG" for row in results.rows())
+    scored, unreadable, failed, problems = counts
+    return PredictSummary(results.path, len(items), scored, resumed, unreadable, n_ng, tuple(problems),
+                          failed, results.repaired)
+
+
+def _check_run(run_path: Path, results: ResultsCsv, run: dict[str, Any], resume: bool) -> None:
+    """Refuse to resume a CSV written by another model, threshold or overlay setting."""
+    if not (resume and results.has_rows()):
+        return
+    previous = None
+    if run_path.is_file():
+        data = read_json_file(run_path, PredictRunError, "Choose another output folder, or start over "
+                              "(the CLI's --restart).")
+        previous = validate(PredictRunJson, data, run_path, PredictRunError,
+                            "Choose another output folder, or start over (the CLI's --restart).").model_dump()
+        previous = {k: previous.get(k) for k in run}
+    if previous != run:
+        what = "an unknown run" if previous is None else (
+            "another model" if previous.get("model_fingerprint") != run["model_fingerprint"]
+            else "another threshold or overlay setting")
+        raise ResumeMismatchError(
+            f"{results.path} was written by {what}. Choose another output folder, or start over "
+            "(the CLI's --restart) to replace it.")
+
+
+def _score_all(scorer: Scorer, todo: Sequence[tuple[Path, str]], results: ResultsCsv, overlay_dir: Path | None,
+               threshold: float | None, batch_size: int | None, report, resumed: int,
+               cancel: CancelToken | None) -> tuple[int, int, int, list[str]]:
     scale = MapScale.from_metadata(scorer.metadata) if "score_stats" in scorer.metadata else None
     batch = max(1, int(batch_size or scorer.params.get("batch_size", 8)))
-    report = make_reporter(progress, "predict", len(items))
     report(resumed, f"{resumed} already scored" if resumed else "")
-    scored = unreadable = 0
+    scored = unreadable = failed = 0
     problems: list[str] = []
-    with open(csv_path, "a", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        for loaded in _prefetched_batches(todo, batch):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            readable = [(item, image) for item, image in loaded if isinstance(image, np.ndarray)]
-            problems += [image for _, image in loaded if isinstance(image, str)]
-            results: dict[Path, dict[str, Any]] = {}
-            if readable:
-                scores, maps = scorer.predict([image for _, image in readable])
-                scale_b = scale or MapScale.from_metadata({}, maps)
-                for ((path, stem), image), score, amap in zip(readable, scores, maps):
-                    results[path] = _score_row(path, stem, image, float(score), amap, threshold, scale_b,
-                                               out_dir if overlays else None)
-            rows = [results.get(path) or {"path": str(path), "score": "", "decision": "unreadable",
-                                          "defect_area_px": ""} for (path, _), _ in loaded]
-            # overlays first, rows last: a row on disk means that image is completely done
-            writer.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
-            scored += len(readable)
-            unreadable += len(loaded) - len(readable)
-            report(resumed + scored + unreadable)
-    n_ng = sum(r["decision"] == "NG" for r in _read_rows(csv_path))
-    return PredictSummary(csv_path, len(items), scored, resumed, unreadable, n_ng, tuple(problems))
+    for loaded in _prefetched_batches(todo, batch):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        readable = [(item, image) for item, image in loaded if isinstance(image, np.ndarray)]
+        results_by_path: dict[Path, dict[str, Any]] = {}
+        if readable:
+            scores, maps = scorer.predict([image for _, image in readable])
+            scale_b = scale or MapScale.from_metadata({}, _finite_maps(maps))
+            for ((path, stem), image), score, amap in zip(readable, scores, maps):
+                results_by_path[path] = _score_row(path, stem, image, float(score), amap, threshold, scale_b,
+                                                   overlay_dir)
+        rows = []
+        for (path, _), image in loaded:
+            row = results_by_path.get(path) or {"path": display_path(path), "score": "", "decision": "unreadable",
+                                                "defect_area_px": "", "error": image}
+            rows.append(row)
+            if row["decision"] in ("unreadable", "error"):
+                problems.append(row["error"])
+        # overlays first, rows last: a row on disk means that image is completely done
+        results.append(rows)
+        scored += len(readable)
+        unreadable += sum(r["decision"] == "unreadable" for r in rows)
+        failed += sum(r["decision"] == "error" for r in rows)
+        report(resumed + scored + unreadable)
+    return scored - failed, unreadable, failed, problems
+
+
+def _finite_maps(maps: np.ndarray) -> np.ndarray:
+    """Maps with NaN/inf left out, for the fallback heat-map scale."""
+    finite = maps[np.isfinite(maps)]
+    return finite if finite.size else np.zeros(1, np.float32)
+
+
+def overlay_name(stem: str) -> str:
+    """The overlay's file name: the stem, shortened with a hash when the file system would refuse it."""
+    name = f"{stem}_overlay.png"
+    if len(name.encode("utf-8", "surrogateescape")) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    head = stem.encode("utf-8", "surrogateescape")[:MAX_NAME_BYTES - 40].decode("utf-8", "ignore")
+    return f"{head}-{digest}_overlay.png"
+
+
+def _error_row(path: Path, score: float, reason: str) -> dict[str, Any]:
+    return {"path": display_path(path), "score": "" if not math.isfinite(score) else f"{score:.6g}",
+            "decision": "error", "defect_area_px": "", "error": f"{display_path(path)}: {reason}"}
 
 
 def _score_row(path: Path, stem: str, image: np.ndarray, score: float, amap: np.ndarray,
                threshold: float | None, scale: MapScale, overlay_dir: Path | None) -> dict[str, Any]:
+    if not math.isfinite(score):  # NaN never satisfies score >= threshold: it must never pass as OK
+        return _error_row(path, score, f"the model gave a non-finite score ({score}); check the model "
+                          "(retrain or re-export it) and the image")
     decision = "" if threshold is None else ("NG" if score >= threshold else "OK")
     region = defect_region(amap, scale.threshold, image.shape[:2])
     if overlay_dir is not None:
-        vis = heat_overlay(image, scale.normalize(amap), alpha=0.45)
+        vis = heat_overlay(image, scale.normalize(np.nan_to_num(amap, nan=scale.threshold)), alpha=0.45)
         if decision != "OK":
             vis = draw_outline(vis, region)
         ok, png = cv2.imencode(".png", vis[:, :, ::-1])
         if not ok:
-            raise OSError(f"Could not encode the overlay of {path}")
-        png.tofile(overlay_dir / f"{stem}_overlay.png")  # tofile: non-ASCII paths work
-    return {"path": str(path), "score": f"{score:.6g}", "decision": decision,
-            "defect_area_px": int(region.sum()) if decision != "OK" else 0}
+            raise OSError(f"Could not encode the overlay of {display_path(path)}")
+        try:
+            png.tofile(overlay_dir / overlay_name(stem))  # tofile: non-ASCII paths work
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise  # the disk, not this image: stop, the rows so far are kept
+            return _error_row(path, score, f"its overlay cannot be written ({exc.strerror or exc})")
+    return {"path": display_path(path), "score": f"{score:.6g}", "decision": decision,
+            "defect_area_px": int(region.sum()) if decision != "OK" else 0, "error": ""}
 
 
 def _read_one(path: Path) -> np.ndarray | str:
@@ -134,7 +208,9 @@ def _read_one(path: Path) -> np.ndarray | str:
     try:
         return read_image(path)
     except ImageReadError as exc:
-        return str(exc)
+        return safe_text(str(exc))
+    except (MemoryError, ValueError, OSError, cv2.error) as exc:  # one odd file never stops the run
+        return f"Cannot read image '{display_path(path)}': {safe_text(str(exc)) or type(exc).__name__}."
 
 
 def _prefetched_batches(items: Sequence[tuple[Path, str]], batch: int
@@ -153,38 +229,3 @@ def _prefetched_batches(items: Sequence[tuple[Path, str]], batch: int
             if i + 1 < len(starts):
                 pending = submit(starts[i + 1])
             yield [(item, fut.result()) for item, fut in zip(items[start:start + batch], current)]
-
-
-def _read_rows(csv_path: Path) -> list[dict[str, str]]:
-    with open(csv_path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _prepare_csv(csv_path: Path, run_path: Path, run: dict[str, Any], resume: bool) -> set[str]:
-    """Start or reopen the CSV; returns the paths it already holds."""
-    if resume and csv_path.is_file() and csv_path.stat().st_size > 0:
-        previous = json.loads(run_path.read_text(encoding="utf-8")) if run_path.is_file() else None
-        if previous != run:
-            what = "an unknown run" if previous is None else (
-                "another model" if previous.get("model_fingerprint") != run["model_fingerprint"]
-                else "another threshold or overlay setting")
-            raise ResumeMismatchError(
-                f"{csv_path} was written by {what}. Choose another output folder, or start over "
-                "(the CLI's --restart) to replace it.")
-        _cut_torn_line(csv_path)
-        rows = _read_rows(csv_path)
-        if rows and list(rows[0]) != CSV_FIELDS:
-            raise ResumeMismatchError(f"{csv_path} has unexpected columns; choose another output folder.")
-        return {r["path"] for r in rows}
-    atomic_write_json(run_path, run)
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        csv.DictWriter(fh, fieldnames=CSV_FIELDS).writeheader()
-    return set()
-
-
-def _cut_torn_line(csv_path: Path) -> None:
-    """Drop a last line that a kill interrupted mid-write (no trailing newline)."""
-    data = csv_path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(csv_path, "r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)

@@ -11,6 +11,14 @@ the two renames leaves no NAME at all: :func:`recover_dir` puts the old folder b
 :func:`clean_stale_siblings` removes leftovers of dead processes. Both only touch siblings
 whose process (the PID in the name) is gone; on systems without a cheap liveness check
 (Windows) nothing is recovered or removed automatically.
+
+Output folders are never destroyed by accident: :func:`check_output_dir` decides whether a
+command may write (or replace) a folder. A new or empty folder is fine; an existing one is
+replaced only when it holds nothing but this command's own kind of output (an
+:class:`OutputKind`: a model package, an export, a predict run) *and* the caller asked for it
+(``overwrite=True``, the CLI's ``--overwrite``); never a folder holding anything else, and
+never the input of the same command, nor a folder inside it or around it. The check runs in
+:func:`atomic_replace_dir` itself, so no caller can delete a foreign folder.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +62,19 @@ def staging_dir(target: str | Path) -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+
+
+@contextmanager
+def staged_dir(target: str | Path) -> Iterator[Path]:
+    """A staging folder for ``target`` that is removed on every exit path (error, Ctrl+C,
+    a refused replace); after a successful :func:`atomic_replace_dir` it no longer exists.
+    Leftovers of killed processes are removed first (they carry the dead process's PID)."""
+    clean_stale_siblings(target)
+    staging = staging_dir(target)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -113,13 +137,16 @@ def clean_stale_siblings(target: str | Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def atomic_replace_dir(staging: Path, target: Path) -> None:
-    """Move a fully written ``staging`` folder to ``target``, replacing any previous one.
+def atomic_replace_dir(staging: Path, target: Path, kind: OutputKind, *, overwrite: bool = False) -> None:
+    """Move a fully written ``staging`` folder to ``target``, replacing a previous one of ``kind``.
 
-    The old folder is first renamed aside and only deleted once the new one is in place,
-    so an interruption leaves either the old model or the new one (plus a stray backup).
+    ``target`` is checked with :func:`check_output_dir` first: an existing folder is only
+    replaced when it is ``kind``'s own output and ``overwrite`` is set (OutputFolderError
+    otherwise). The old folder is first renamed aside and only deleted once the new one is in
+    place, so an interruption leaves either the old model or the new one (plus a stray backup).
     """
     target = Path(target)
+    check_output_dir(target, kind, overwrite=overwrite)
     backup = None
     if target.exists():
         backup = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -152,3 +179,89 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- output folders
+class OutputFolderError(ValueError):
+    """A command was asked to write into a folder it must not touch. ``str()`` says which and why."""
+
+
+_HARMLESS = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """One kind of folder a command writes, so that only that command's own output is replaced.
+
+    ``files`` are the names such a folder may hold (besides our own hidden temporary files);
+    ``recognise`` says whether a folder holding only such names really is one (it reads and
+    validates the folder's description file, e.g. ``model.json``).
+    """
+
+    label: str
+    files: frozenset[str]
+    recognise: Callable[[Path], bool]
+    extra_files: Callable[[str], bool] = lambda name: False
+
+    @property
+    def a_label(self) -> str:
+        return f"{'an' if self.label[0] in 'aeiou' else 'a'} {self.label}"
+
+
+def _own_temp_file(name: str) -> bool:
+    """Our hidden leftovers inside a folder: ``.NAME.XXXX.tmp`` from an interrupted atomic write."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _related(a: Path, b: Path) -> str | None:
+    """How folder ``a`` relates to folder ``b`` after resolving symbolic links, or None."""
+    ra, rb = a.resolve(strict=False), b.resolve(strict=False)
+    if ra == rb:
+        return "is"
+    if rb in ra.parents:
+        return "is inside"
+    if ra in rb.parents:
+        return "contains"
+    return None
+
+
+def check_output_dir(target: str | Path, kind: OutputKind, *, overwrite: bool = False,
+                     inputs: Sequence[tuple[str, str | Path]] = ()) -> bool:
+    """Raise :class:`OutputFolderError` unless ``target`` may receive a new ``kind`` output.
+
+    ``inputs`` are ``(what, folder)`` pairs read by the same command (the dataset, the model):
+    the output may be none of them, nor inside or around one. Returns True when ``target``
+    exists and holds a previous output that will be replaced.
+    """
+    target = Path(target)
+    where = f"Cannot write the {kind.label} to '{target}'"
+    for what, folder in inputs:
+        relation = _related(target, Path(folder))
+        if relation:
+            raise OutputFolderError(f"{where}: it {relation} {what} '{folder}' that this command reads. "
+                                    "Choose a new folder outside it.")
+    if target.is_symlink():
+        raise OutputFolderError(f"{where}: it is a symbolic link. Give the real folder, or a new one.")
+    if not target.exists():
+        return False
+    if not target.is_dir():
+        raise OutputFolderError(f"{where}: it is a file, not a folder. Choose a new folder.")
+    try:
+        names = [p.name for p in target.iterdir()]
+    except OSError as exc:
+        raise OutputFolderError(f"{where}: it cannot be listed ({exc.strerror or exc}).") from exc
+    names = [n for n in names if n not in _HARMLESS and not _own_temp_file(n)]
+    if not names:
+        return False
+    foreign = sorted(n for n in names if n not in kind.files and not kind.extra_files(n))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise OutputFolderError(f"{where}: the folder already holds other files ({shown}), which would be "
+                                "lost. Choose a new or empty folder.")
+    if not kind.recognise(target):
+        raise OutputFolderError(f"{where}: the folder holds files that are not a valid {kind.label}, which "
+                                "would be lost. Choose a new or empty folder.")
+    if not overwrite:
+        raise OutputFolderError(f"{where}: it already holds {kind.a_label}. Choose a new folder, or replace "
+                                "it on purpose (the command line's --overwrite).")
+    return True

@@ -101,10 +101,12 @@ def train_evaluate_save(dataset: Dataset, method: str, params: dict[str, Any], m
         metrics = evaluation.metrics()
     cancel.raise_if_cancelled()
     make_reporter(progress, "Saving model", 1)(0, str(model_dir))
+    existed = model_dir.exists()
     try:
-        save_model(result.model, model_dir)
+        save_model(result.model, model_dir)  # a fresh folder: never replaces anything
     except BaseException:
-        shutil.rmtree(model_dir, ignore_errors=True)
+        if not existed:  # never delete a folder this call did not create
+            shutil.rmtree(model_dir, ignore_errors=True)
         raise
     make_reporter(progress, "Saving model", 1)(1)
     return TrainingOutcome(method, dict(result.model.params), model_dir, result.fit_seconds,

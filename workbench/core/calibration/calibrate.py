@@ -9,6 +9,7 @@ package (e.g. "strict" and "lenient"); one of them is active and copied to ``thr
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import getpass
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -76,9 +77,14 @@ def calibrate(evaluation: EvalResult, preset: str, target: float | None = None, 
               pixel_preset: str = "f1", min_defect_area: int = 0, normalization: str = "raw",
               image_stats: dict[str, float] | None = None, data: dict[str, Any] | None = None) -> Calibration:
     """Choose thresholds on an evaluation's scores (and maps for the pixel threshold)."""
+    if target is not None and not math.isfinite(target):
+        raise ValueError(f"The calibration target must be a finite number, not {target}.")
     labels = np.array([r.is_anomalous for r in evaluation.records])
     normalize_scores(evaluation.scores[:1], normalization, image_stats)  # validates the choice early
     threshold = choose_threshold(labels, evaluation.scores, preset, target)
+    if not math.isfinite(threshold):
+        raise ValueError(f"The chosen threshold is not a finite number ({threshold}): the model's scores on "
+                         "these images are not finite. Retrain the model.")
     confusion = confusion_at(labels, evaluation.scores, threshold)
     warnings = []
     if preset == "false_alarm" and target is not None:

@@ -24,7 +24,9 @@ Decisions worth knowing:
   image's own min..max (there is no standard for it); NaN/inf become 0.
 * Images above :data:`MAX_IMAGE_PIXELS` (200 megapixels) are refused from their header,
   before anything is decoded: one such image decodes to gigabytes (16-bit RGBA) and would
-  stall or kill a laptop. Downscale or tile them first.
+  stall or kill a laptop. Downscale or tile them first. Only the five sniffed formats are
+  ever handed to OpenCV, and only when their header gives the size: OpenCV's other decoders
+  (Radiance HDR, PNM, ...) would decode any size, whatever the file is named.
 * Symbolic links are followed; a link whose target is missing is listed as unreadable.
 """
 
@@ -46,6 +48,7 @@ from .records import GOOD, DatasetError, ImageRecord, ImportReport
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 
 MAX_IMAGE_PIXELS = 200_000_000  # width x height; larger images are refused before decoding
+MAX_FILE_BYTES = 2 * 1024**3  # larger files are refused before they are read into memory
 
 _STANDARD_DEPTHS = (8, 10, 12, 14, 16)
 _TAIL = 4096  # bytes searched for end-of-image markers (writers may append padding)
@@ -129,8 +132,20 @@ def image_dimensions(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
 
 def _check_pixel_limit(path: Path, data: bytes, fmt: str | None) -> None:
+    """Refuse, before any decoding, an image whose size is above the limit *or cannot be known*.
+
+    OpenCV decodes many more formats than the five sniffed here (Radiance HDR, PNM, Sun
+    raster, PFM, ...) without any size limit, whatever the file is named: those are refused
+    outright, and so is a supported format whose header cannot be parsed.
+    """
+    if fmt is None:
+        raise ImageReadError(path, "not a supported image format (not PNG, JPEG, BMP, TIFF or WebP)",
+                             "Convert it to PNG, or remove it from the dataset folder.")
     size = _header_size(BytesIO(data), fmt)
-    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+    if size is None:
+        raise ImageReadError(path, f"corrupt or unsupported {fmt.upper()} data (its header cannot be read, so "
+                             "its size cannot be checked before decoding)")
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
         w, h = size
         raise ImageReadError(path, f"image is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels), above the "
                              f"limit of {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels",
@@ -146,6 +161,10 @@ def _load_bytes(path: Path) -> bytes:
     if path.is_dir():
         raise ImageReadError(path, "this is a folder, not an image file", "Point to an image file.")
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageReadError(path, f"file is {size / 1e6:.0f} MB, above the limit of "
+                                 f"{MAX_FILE_BYTES / 1e6:.0f} MB", "Downscale it or cut it into tiles before importing.")
         data = path.read_bytes()
     except OSError as exc:
         raise ImageReadError(path, f"cannot open the file ({exc.strerror or exc})",
@@ -361,7 +380,20 @@ def list_subdirs(folder: Path) -> list[Path]:
         entries = list(folder.iterdir())
     except OSError:  # unreadable folder: its images are reported by list_images
         return []
-    return sorted((p for p in entries if p.is_dir() and not p.name.startswith(".")), key=_path_key)
+    return sorted((p for p in entries if p.is_dir() and not p.name.startswith(".") and not _loops_back(p, folder)),
+                  key=_path_key)
+
+
+def _loops_back(sub: Path, folder: Path) -> bool:
+    """A symbolic link to ``folder`` itself or to a folder above it (``self -> .``): following it
+    would list the same images again under another name."""
+    if not sub.is_symlink():
+        return False
+    try:
+        target, here = sub.resolve(), folder.resolve()
+    except (OSError, RuntimeError):  # a link cycle that cannot be resolved at all
+        return True
+    return target == here or target in here.parents
 
 
 def existing_dir(root: str | os.PathLike[str]) -> Path:
@@ -397,7 +429,7 @@ def validate_records(candidates: Iterable[ImageRecord], report: ImportReport,
     Files are probed on a thread pool (OpenCV releases the GIL while decoding); order is kept.
     An unreadable mask is reported and dropped, so its image counts as having no mask.
     """
-    candidates = list(candidates)
+    candidates = _unique_files(list(candidates), report)
     paths = sorted({r.path for r in candidates} | {r.mask_path for r in candidates if r.mask_path})
     reasons = dict(zip(paths, _probe_all(paths))) if check_images else {}
     kept: list[ImageRecord] = []
@@ -420,6 +452,35 @@ def validate_records(candidates: Iterable[ImageRecord], report: ImportReport,
         report.warnings.append(f"{len(resized_masks)} mask(s) differ in size from their image and are resized "
                                f"to match it (binarised at 0.5): {shown}. Check that each mask belongs to its image.")
     return kept
+
+
+def _unique_files(candidates: list[ImageRecord], report: ImportReport) -> list[ImageRecord]:
+    """Each file once: a symbolic link to a folder already listed would count its images twice.
+
+    Files are compared by their real folder and their own name, so a link to a *file* (an
+    image listed under a second name on purpose) is still kept."""
+    seen: set[tuple[Path, str]] = set()
+    kept, twice = [], []
+    for rec in candidates:
+        real = real_folder_key(rec.path)
+        if real in seen:
+            twice.append(rec.path)
+            continue
+        seen.add(real)
+        kept.append(rec)
+    if twice:
+        shown = ", ".join(str(p) for p in twice[:3]) + (" ..." if len(twice) > 3 else "")
+        report.warnings.append(f"{len(twice)} image(s) reached a second time through a symbolic link were "
+                               f"counted once: {shown}")
+    return kept
+
+
+def real_folder_key(path: Path) -> tuple[Path, str]:
+    """(real folder, file name): the same for a file reached through a linked folder."""
+    try:
+        return path.parent.resolve(), path.name
+    except (OSError, RuntimeError):  # a link cycle
+        return path.parent, path.name
 
 
 def _sizes_differ(image: Path, mask: Path) -> bool:

@@ -8,13 +8,14 @@ library when preprocessing is baked in differently). The batch dimension is dyna
 
 from __future__ import annotations
 
-import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from workbench.core.files import atomic_replace_dir, atomic_write_json, file_sha256
+from workbench.core.files import atomic_replace_dir, atomic_write_json, check_output_dir, file_sha256, staged_dir
+from workbench.core.formats import EXPORTED_PACKAGE
 from workbench.core.methods import AnomalyModel
 from workbench.core.methods.package import build_metadata
 
@@ -22,14 +23,27 @@ ONNX_FILE = "model.onnx"
 OPSET = 17
 
 
-def export_onnx(model: AnomalyModel, out_dir: str | Path, opset: int = OPSET) -> Path:
-    """Write ``out_dir/model.onnx`` and ``out_dir/model.json`` atomically; returns ``out_dir``."""
+def export_onnx(model: AnomalyModel, out_dir: str | Path, opset: int = OPSET, *, overwrite: bool = False,
+                inputs: Sequence[tuple[str, str | Path]] = ()) -> Path:
+    """Write ``out_dir/model.onnx`` and ``out_dir/model.json`` atomically; returns ``out_dir``.
+
+    ``out_dir`` must be new or empty, or an earlier export with ``overwrite`` set, and not one
+    of ``inputs`` (the model folder exported from); OutputFolderError otherwise. The staging
+    folder (``.NAME.tmp-PID-XXXX``) is removed on every exit path, and by the next export when
+    a process was killed.
+    """
     if not model.fitted:
         raise ValueError("Cannot export an untrained model.")
-    module = model.export_module().eval()
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    check_output_dir(out_dir, EXPORTED_PACKAGE, overwrite=overwrite, inputs=inputs)
+    module = model.export_module().eval()
+    with staged_dir(out_dir) as staging:
+        _write_export(model, module, staging, opset)
+        atomic_replace_dir(staging, out_dir, EXPORTED_PACKAGE, overwrite=overwrite)
+    return out_dir
+
+
+def _write_export(model: AnomalyModel, module: torch.nn.Module, staging: Path, opset: int) -> None:
     dummy = torch.zeros(2, 3, model.image_size, model.image_size, device=model.device)
     onnx_path = staging / ONNX_FILE
     with torch.inference_mode(), warnings.catch_warnings():
@@ -45,5 +59,3 @@ def export_onnx(model: AnomalyModel, out_dir: str | Path, opset: int = OPSET) ->
                     "input": "image: float32 [batch, 3, H, W], RGB, resized then (x/255 - mean) / std",
                     "outputs": ["score: float32 [batch]", "anomaly_map: float32 [batch, H, W]"]}
     atomic_write_json(staging / "model.json", meta)
-    atomic_replace_dir(staging, out_dir)
-    return out_dir

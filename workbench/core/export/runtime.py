@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from workbench.core.files import file_sha256
+from workbench.core.formats import ExportedPackageError, ExportJson, read_json_file, validate
 from workbench.core.methods.images import to_array
 
 
@@ -24,28 +24,22 @@ class OnnxInferencer:
         import onnxruntime as ort
 
         directory = Path(directory)
-        meta_path = directory / "model.json"
-        if not meta_path.is_file():
-            raise ValueError(f"{directory} is not an exported model: model.json is missing. "
-                             "Create one with 'workbench export --model M --format onnx --out DIR'.")
-        self.metadata: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
-        onnx_info = self.metadata.get("onnx")
-        if not onnx_info:
-            raise ValueError(f"{meta_path} describes no ONNX graph (is this a training package? "
-                             "export it first with 'workbench export').")
-        onnx_path = directory / onnx_info["file"]
-        if not onnx_path.is_file() or file_sha256(onnx_path) != onnx_info["sha256"]:
-            raise ValueError(f"{onnx_path} is missing or does not match its checksum in model.json.")
+        meta, onnx_path = read_export(directory)
+        self.metadata: dict[str, Any] = meta
         available = ort.get_available_providers()
         wanted = list(providers) if providers else ["CUDAExecutionProvider", "CPUExecutionProvider"]
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(onnx_path), options,
-                                            providers=[p for p in wanted if p in available])
-        self.image_size = int(self.metadata["input"]["size"][0])
-        self.mean = self.metadata["input"]["mean"]
-        self.std = self.metadata["input"]["std"]
-        self.batch_size = int(self.metadata.get("params", {}).get("batch_size", 8))
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options,
+                                                providers=[p for p in wanted if p in available])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a bad graph
+            raise ExportedPackageError(f"{onnx_path} cannot be loaded by onnxruntime ({exc}). {REDO}") from exc
+        checked = ExportJson.model_validate(meta)
+        self.image_size = int(checked.input.size[0])  # type: ignore[index]
+        self.mean = checked.input.mean
+        self.std = checked.input.std
+        self.batch_size = int(self.params.get("batch_size", 8))
         self.fitted = True
 
     @property
@@ -63,3 +57,35 @@ class OnnxInferencer:
             scores.append(s)
             maps.append(m)
         return np.concatenate(scores).astype(np.float32), np.concatenate(maps).astype(np.float32)
+
+
+REDO = "Export the model again with 'workbench export --model M --format onnx --out DIR'."
+
+
+def read_export(directory: Path) -> tuple[dict[str, Any], Path]:
+    """An exported package's checked ``model.json`` and the path of its ONNX graph.
+
+    The graph must lie inside the package folder (symbolic links resolved) and match the
+    checksum in ``model.json``; every field is checked by the :class:`ExportJson` schema.
+    Raises :class:`ExportedPackageError` naming the file, the field and what to do.
+    """
+    meta_path = directory / "model.json"
+    if not meta_path.is_file():
+        raise ExportedPackageError(f"{directory} is not an exported model: model.json is missing. {REDO}")
+    meta = read_json_file(meta_path, ExportedPackageError, REDO)
+    if isinstance(meta, dict) and "onnx" not in meta:
+        raise ExportedPackageError(f"{meta_path} describes no ONNX graph (is this a training package? "
+                                   "export it first with 'workbench export').")
+    checked = validate(ExportJson, meta, meta_path, ExportedPackageError, f"The file is damaged or was edited. {REDO}")
+    root = directory.resolve()
+    onnx_path = (directory / checked.onnx.file)
+    if root not in onnx_path.resolve().parents:
+        raise ExportedPackageError(f"{meta_path}: 'onnx.file' must name a file inside the package folder "
+                                   f"{directory}, not {checked.onnx.file!r}. {REDO}")
+    try:
+        digest = file_sha256(onnx_path) if onnx_path.is_file() else None
+    except OSError as exc:
+        raise ExportedPackageError(f"{onnx_path} cannot be read ({exc.strerror or exc}).") from exc
+    if digest != checked.onnx.sha256:
+        raise ExportedPackageError(f"{onnx_path} is missing or does not match its checksum in model.json. {REDO}")
+    return meta, onnx_path

@@ -40,6 +40,7 @@ import numpy as np
 from workbench.core.data import GOOD, Dataset, ImageRecord, read_mask
 from workbench.core.data.io import IMAGE_SUFFIXES
 from workbench.core.files import atomic_write_json
+from workbench.core.formats import CocoFile, RleJson, validate
 from workbench.core.labels.reviewed import reviewed_records
 from workbench.core.labels.storage import (
     LabelError, dataset_labels_dir, delete_mask, encode_mask, label_key, load_mask, save_mask,
@@ -295,33 +296,64 @@ def encode_segmentation(mask: np.ndarray) -> tuple[Any, int]:
 
 
 def decode_segmentation(seg: Any, height: int, width: int) -> np.ndarray:
-    """A COCO segmentation (compressed or uncompressed RLE, or polygons) as a bool mask."""
+    """A COCO segmentation (compressed or uncompressed RLE, or polygons) as a bool mask.
+
+    Impossible geometry raises :class:`LabelError`: an RLE whose size is not the image's or
+    whose runs do not add up to it, a compressed RLE that is not valid, a polygon of odd
+    length or with non-numeric or non-finite coordinates. Compressed RLE is decoded here
+    rather than by pycocotools, whose decoder returns uninitialised memory for invalid strings.
+    """
     if isinstance(seg, dict):
-        counts = seg.get("counts")
-        h, w = (int(v) for v in seg.get("size", (height, width)))
-        if isinstance(counts, list):  # uncompressed RLE: run lengths, column-major, starting with 0s
-            flat = np.zeros(h * w, bool)
-            pos, value = 0, False
-            for n in counts:
-                if value:
-                    flat[pos:pos + int(n)] = True
-                pos += int(n)
-                value = not value
-            return flat.reshape((w, h)).T.copy()
-        if _coco_mask is None:
-            raise LabelError("This COCO file stores masks as compressed RLE; install pycocotools "
-                             "('pip install pycocotools') to read it.")
-        with warnings.catch_warnings():  # pycocotools 2.0.x vs numpy 2 "copy" keyword notice
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return _coco_mask.decode({"size": [h, w], "counts": str(counts).encode("ascii")}).astype(bool)
+        rle = validate(RleJson, seg, "segmentation", LabelError, "")
+        h, w = rle.size
+        if (h, w) != (height, width):
+            raise LabelError(f"the RLE mask is {h}x{w} (height x width) but its image is {height}x{width}")
+        counts = rle.counts if isinstance(rle.counts, list) else _rle_string_counts(rle.counts)
+        if sum(counts) != h * w:
+            raise LabelError(f"the RLE runs add up to {sum(counts)} pixels, not {h}x{w} = {h * w}")
+        flat = np.repeat(np.arange(len(counts)) % 2 == 1, counts)  # runs alternate 0s, 1s, starting with 0s
+        return flat.reshape((w, h)).T.copy()  # column-major, as COCO stores it
+    if seg is None:
+        seg = []
+    if not isinstance(seg, list):
+        raise LabelError(f"a segmentation must be a list of polygons or an RLE object, not {type(seg).__name__}")
     mask = np.zeros((height, width), np.uint8)
-    for poly in seg or []:
+    for poly in seg:
+        if not (isinstance(poly, list) and len(poly) % 2 == 0 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e7 for v in poly)):
+            raise LabelError("a polygon must be a list of x,y number pairs (an even count of finite coordinates)")
         pts = np.round(np.asarray(poly, np.float64).reshape(-1, 2)).astype(np.int32)
         if len(pts) >= 3:
             cv2.fillPoly(mask, [pts.reshape(-1, 1, 2)], 1)
         elif len(pts):
             mask[np.clip(pts[:, 1], 0, height - 1), np.clip(pts[:, 0], 0, width - 1)] = 1
     return mask.astype(bool)
+
+
+def _rle_string_counts(text: str) -> list[int]:
+    """Run lengths of a COCO compressed RLE string (the format of pycocotools' ``rleFrString``)."""
+    counts: list[int] = []
+    pos = 0
+    while pos < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(text) or shift > 60:
+                raise LabelError("the compressed RLE string is cut off or damaged")
+            c = ord(text[pos]) - 48
+            if not 0 <= c < 64:
+                raise LabelError("the compressed RLE string holds characters that are not RLE data")
+            value |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            pos += 1
+            shift += 5
+            if not more and c & 0x10:
+                value |= -1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        if value < 0:
+            raise LabelError("the compressed RLE string gives a negative run length")
+        counts.append(value)
+    return counts
 
 
 def export_coco(dataset: Dataset, labels: Mapping[str, Mapping[str, Any]], labels_dir: str | os.PathLike[str] | None,
@@ -380,6 +412,14 @@ def read_coco_labels(path: str | os.PathLike[str], dataset: Dataset) -> tuple[li
     data = _read_json(path)
     if not isinstance(data.get("images"), list):
         raise LabelError(f"{path} is not a COCO file: it has no 'images' list.")
+    validate(CocoFile, data, path, LabelError, "Fix the file or export it again from the labelling tool.")
+    try:
+        return _coco_labels(path, data, dataset)
+    except LabelError as exc:
+        raise LabelError(f"{path}: {exc}. Fix the file or export it again from the labelling tool.") from exc
+
+
+def _coco_labels(path: Path, data: dict[str, Any], dataset: Dataset) -> tuple[list[ImportedLabel], ExchangeReport]:
     report = ExchangeReport(path)
     cats = {c.get("id"): str(c.get("name")) for c in data.get("categories", [])}
     anns: dict[Any, list[dict[str, Any]]] = {}
@@ -409,12 +449,12 @@ def read_coco_labels(path: str | os.PathLike[str], dataset: Dataset) -> tuple[li
         if segs:
             mask = np.zeros((h, w), bool)
             for a in segs:
-                mask |= decode_segmentation(a["segmentation"], h, w)
+                mask |= _decode_for(name, "annotation", a["segmentation"], h, w)
             report.masks += 1
         extra = image.get("workbench")
         if isinstance(extra, dict):
             rev = extra.get("reviewed_mask")
-            mask = decode_segmentation(rev, h, w) if rev is not None else None
+            mask = _decode_for(name, "reviewed mask", rev, h, w) if rev is not None else None
             if extra.get("reviewed") or mask is not None:
                 items.append(ImportedLabel(key, extra.get("verdict"), extra.get("defect_class"),
                                            extra.get("note") or "", mask))
@@ -428,6 +468,13 @@ def read_coco_labels(path: str | os.PathLike[str], dataset: Dataset) -> tuple[li
             items.append(item)
     report.labels = len(items)
     return items, report
+
+
+def _decode_for(name: str, what: str, seg: Any, h: int, w: int) -> np.ndarray:
+    try:
+        return decode_segmentation(seg, h, w)
+    except LabelError as exc:
+        raise LabelError(f"image '{name}', {what}: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- workspace

@@ -15,8 +15,7 @@ or is killed leaves the previous package loadable.
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import workbench
-from workbench.core.files import (atomic_replace_dir, atomic_write_json, clean_stale_siblings, file_sha256,
-                                  recover_dir, staging_dir)
+from workbench.core.files import (atomic_replace_dir, atomic_write_json, check_output_dir, file_sha256, recover_dir,
+                                  staged_dir)
+from workbench.core.formats import MODEL_PACKAGE, ModelJson, ModelPackageError, read_json_file, validate
 from workbench.core.backbones import BackboneError, BackboneSpec
 from workbench.core.methods.base import AnomalyModel
 from workbench.core.methods.registry import get_method
@@ -39,26 +39,27 @@ CORE_KEYS = ("format_version", "workbench_version", "created_at", "method", "par
              "input", "weights_file", "weights_sha256")
 
 
-class ModelPackageError(ValueError):
-    """A model folder is missing, damaged, or from an incompatible version."""
+__all__ = ["ModelPackageError", "build_metadata", "load_model", "read_metadata", "save_model"]
 
 
-def save_model(model: AnomalyModel, directory: str | Path) -> Path:
-    """Write ``model`` to ``directory`` atomically (replacing an existing package)."""
+def save_model(model: AnomalyModel, directory: str | Path, *, overwrite: bool = False,
+               inputs: Sequence[tuple[str, str | Path]] = ()) -> Path:
+    """Write ``model`` to ``directory`` atomically.
+
+    ``directory`` must be new or empty, or hold a previous model package and ``overwrite`` be
+    set; it may not be (or be inside, or contain) one of ``inputs`` (e.g. the dataset it was
+    trained on). Anything else raises OutputFolderError and nothing is touched.
+    """
     if not model.fitted:
         raise ValueError("Cannot save an untrained model.")
     directory = Path(directory)
     recover_dir(directory)  # a previous save killed half-way: restore, then tidy up its leftovers
-    clean_stale_siblings(directory)
-    staging = staging_dir(directory)
-    try:
+    check_output_dir(directory, MODEL_PACKAGE, overwrite=overwrite, inputs=inputs)
+    with staged_dir(directory) as staging:  # removed on every exit path (e.g. disk full)
         weights_path = staging / WEIGHTS_FILE
         save_file(model.state_tensors(), str(weights_path))
         atomic_write_json(staging / META_FILE, build_metadata(model, file_sha256(weights_path)))
-        atomic_replace_dir(staging, directory)
-    except BaseException:  # e.g. disk full: the previous package stays as it was
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        atomic_replace_dir(staging, directory, MODEL_PACKAGE, overwrite=overwrite)
     return directory
 
 
@@ -91,10 +92,7 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise ModelPackageError(f"{directory} is not a model package: {META_FILE} is missing. "
                                 "Pick the folder written by 'workbench train --out'.")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise ModelPackageError(f"{meta_path} is damaged ({exc}). Retrain or restore the model.") from exc
+    meta = read_json_file(meta_path, ModelPackageError, "Retrain or restore the model.")
     if not isinstance(meta, dict) or "format_version" not in meta or "method" not in meta:
         raise ModelPackageError(f"{meta_path} lacks 'format_version' or 'method': it is damaged or "
                                 "not a workbench model. Retrain or restore the model.")
@@ -110,7 +108,11 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
 
 
 def _check_structure(directory: Path, meta: dict[str, Any]) -> Path:
-    """Types of the keys load_model relies on; returns the weights file path."""
+    """Types and ranges of every key (the :class:`ModelJson` schema); returns the weights file path.
+
+    The hand-written checks first give the long-standing messages for the commonest damage;
+    the schema then checks every other field (finite numbers, sizes above 0, thresholds,
+    calibrations)."""
     def bad(what: str) -> ModelPackageError:
         return ModelPackageError(f"{directory / META_FILE}: {what}. The file is damaged or was edited by "
                                  "hand; retrain or restore the model.")
@@ -138,6 +140,8 @@ def _check_structure(directory: Path, meta: dict[str, Any]) -> Path:
         raise ModelPackageError(f"{directory} expects {channels!r}-channel input images, but this workbench "
                                 "feeds RGB (3 channels): the model comes from another tool or was edited. "
                                 "Retrain it here.")
+    validate(ModelJson, meta, directory / META_FILE, ModelPackageError,
+             "The file is damaged or was edited by hand; retrain or restore the model.")
     return directory / name
 
 

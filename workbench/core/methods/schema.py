@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,12 +34,15 @@ class Param:
                 out: Any = int(value)
             elif self.kind == "float":
                 out = float(value)
+                if not math.isfinite(out):  # NaN passes every range check below (all comparisons are False)
+                    raise ValueError
             elif self.kind == "bool":
                 out = _to_bool(value)
             else:
                 out = str(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"Parameter '{self.name}' must be {self.kind}, got {value!r}.") from None
+        except (TypeError, ValueError, OverflowError):
+            finite = " (a finite number)" if self.kind in ("int", "float") else ""
+            raise ValueError(f"Parameter '{self.name}' must be {self.kind}{finite}, got {value!r}.") from None
         if self.kind == "choice" and out not in self.choices:
             raise ValueError(f"Parameter '{self.name}' must be one of {', '.join(self.choices)}; got {out!r}.")
         if self.minimum is not None and out < self.minimum:

@@ -379,10 +379,30 @@ class Workspace:
                         pass  # SQLite rolls an unfinished transaction back on the next open
                 raise WorkspaceError(f"Cannot save to the workspace '{self.path}': {exc}. Nothing was "
                                      "changed; free disk space or check the drive, then try again.") from exc
+            except sqlite3.DatabaseError as exc:  # corrupt pages ("database disk image is malformed")
+                if conn.in_transaction:
+                    try:
+                        conn.rollback()
+                    except sqlite3.Error:
+                        pass
+                raise self._damaged(exc) from exc
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._live().execute(sql, args).fetchall()
+            try:
+                return self._live().execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise WorkspaceError(f"Cannot read the workspace '{self.path}': {exc}. Check the drive and "
+                                     "that no other program holds the file, then try again.") from exc
+            except sqlite3.DatabaseError as exc:
+                raise self._damaged(exc) from exc
+
+    def _damaged(self, exc: sqlite3.DatabaseError) -> WorkspaceError:
+        """The message for a database whose pages are corrupt (a failing drive, a bad copy)."""
+        return WorkspaceError(
+            f"The workspace database {self.path / DB_FILE} is damaged ({exc}). Close the workbench and "
+            f"restore {DB_FILE} from a backup; or create a new workspace and add the dataset again "
+            f"(trained models under '{self.path / MODELS_DIR}' are separate files and still load).")
 
     def _live(self) -> sqlite3.Connection:
         if self._conn is None:
