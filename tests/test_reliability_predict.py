@@ -234,3 +234,16 @@ def test_a_symlink_to_its_own_folder_does_not_count_images_twice(tmp_path, capsy
 
     found = _expand_images([str(root / "good"), str(root / "good" / "again"), str(root / "good" / "0.png")])
     assert sorted(p.name for p, _ in found) == [f"{i}.png" for i in range(5)]
+
+
+def test_a_csv_of_an_older_version_is_refused_not_rescored(images, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "predict_run.json").write_text('{"model_fingerprint": "m", "threshold": 100.0, "overlays": false}')
+    (out / "scores.csv").write_text("path,score,decision,defect_area_px\n" +
+                                    "".join(f"{p},1,OK,0\n" for p, _ in images[:3]))
+    with pytest.raises(PredictRunError, match="columns of another version or tool"):
+        predict_folder(MeanScorer(), images, out, fingerprint="m", threshold=100.0, overlays=False)
+    summary = predict_folder(MeanScorer(), images, out, fingerprint="m", threshold=100.0, overlays=False,
+                             resume=False)
+    assert summary.scored == len(images) and len(rows_of(out)) == len(images)

@@ -202,21 +202,6 @@ def _even_polygons(polys: list[list[float]]) -> list[list[float]]:
     return polys
 
 
-class CocoImageJson(_Schema):
-    id: int | str
-    file_name: str
-    width: NonNegativeInt | None = None
-    height: NonNegativeInt | None = None
-    workbench: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _size(self) -> CocoImageJson:
-        if self.width and self.height and self.width * self.height > MAX_LABEL_PIXELS:
-            raise ValueError(f"image size {self.width}x{self.height} is above the limit of "
-                             f"{MAX_LABEL_PIXELS // 1_000_000} megapixels")
-        return self
-
-
 class CocoWorkbenchJson(_Schema):
     """Our own per-image extension: the reviewed verdict, class, note and mask."""
 
@@ -237,6 +222,21 @@ class CocoWorkbenchJson(_Schema):
     @classmethod
     def _pairs(cls, seg: Any) -> Any:
         return _even_polygons(seg) if isinstance(seg, list) else seg
+
+
+class CocoImageJson(_Schema):
+    id: int | str
+    file_name: str
+    width: NonNegativeInt | None = None
+    height: NonNegativeInt | None = None
+    workbench: CocoWorkbenchJson | None = None
+
+    @model_validator(mode="after")
+    def _size(self) -> CocoImageJson:
+        if self.width and self.height and self.width * self.height > MAX_LABEL_PIXELS:
+            raise ValueError(f"image size {self.width}x{self.height} is above the limit of "
+                             f"{MAX_LABEL_PIXELS // 1_000_000} megapixels")
+        return self
 
 
 class CocoAnnotationJson(_Schema):

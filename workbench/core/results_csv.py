@@ -122,23 +122,19 @@ def _read_valid(path: Path) -> tuple[list[dict[str, str]], int, bool]:
     """(valid rows, number of damaged or repeated lines dropped, whether the header is ours).
 
     Each line is parsed on its own, so an unbalanced quote cannot swallow the lines after it.
-    A file with the columns of another version (or another tool's CSV) is refused.
+    A damaged header is rewritten when rows of ours follow it; a file none of whose rows is
+    ours (another version's or another tool's CSV) is refused.
     """
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise PredictRunError(f"{path} cannot be read ({exc.strerror or exc}).") from exc
     lines = data.split(b"\n")
-    header = _parse_line(lines[0])
-    header_ok = header == CSV_FIELDS
-    if header is not None and not header_ok and "path" in header:
-        raise PredictRunError(f"{path} has the columns of another version or tool ({', '.join(header[:8])}). "
-                              "Choose another output folder, or start over (the CLI's --restart).")
-    body = lines[1:]  # a damaged header line is dropped and rewritten
+    header_ok = _parse_line(lines[0]) == CSV_FIELDS
     rows: list[dict[str, str]] = []
     seen: set[str] = set()
-    dropped = 0 if header_ok else 1
-    for raw in body:
+    dropped = 0
+    for raw in lines[1:]:
         if not raw.strip():
             continue
         fields = _parse_line(raw)
@@ -148,6 +144,10 @@ def _read_valid(path: Path) -> tuple[list[dict[str, str]], int, bool]:
             continue
         seen.add(row["path"])
         rows.append(row)
+    if not header_ok and dropped and not rows:  # not a damaged file of ours: another version's or tool's
+        shown = lines[0][:80].decode("utf-8", "backslashreplace")
+        raise PredictRunError(f"{path} has the columns of another version or tool ({shown}). Choose another "
+                              "output folder, or start over (the CLI's --restart).")
     return rows, dropped, header_ok
 
 
