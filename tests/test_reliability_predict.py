@@ -247,3 +247,14 @@ def test_a_csv_of_an_older_version_is_refused_not_rescored(images, tmp_path):
     summary = predict_folder(MeanScorer(), images, out, fingerprint="m", threshold=100.0, overlays=False,
                              resume=False)
     assert summary.scored == len(images) and len(rows_of(out)) == len(images)
+
+
+def test_an_overlay_that_cannot_be_written_is_an_error_row(images, tmp_path, monkeypatch):
+    from workbench.core import batch_predict
+
+    real = batch_predict.overlay_name
+    monkeypatch.setattr(batch_predict, "overlay_name", lambda stem: "y" * 300 if stem == "03" else real(stem))
+    summary = predict_folder(MeanScorer(), images, tmp_path / "out", fingerprint="m", threshold=100.0)
+    rows = {Path(r["path"]).name: r for r in rows_of(tmp_path / "out")}
+    assert rows["03.png"]["decision"] == "error" and "overlay cannot be written" in rows["03.png"]["error"]
+    assert summary.failed == 1 and summary.scored == len(images) - 1
