@@ -216,3 +216,20 @@ def test_fuzz_1000_coco_files_end_only_in_label_errors(dataset, tmp_path):
 
     fuzz()
     assert count >= 1000
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"key": 5}, "'images.0.key'"),
+    ({"key": "scratch/s0.png", "reviewed": "yes"}, "'images.0.reviewed'"),
+    ({"key": "scratch/s0.png", "reviewed_mask": "../../outside_mask.png"}, "must name a file inside"),
+])
+def test_a_damaged_mvtec_label_manifest_raises_label_error(dataset, tmp_path, entry, message):
+    from workbench.core.labels import read_mvtec_labels
+    from workbench.core.labels.exchange import FORMAT, MANIFEST
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    cv2.imwrite(str(tmp_path / "outside_mask.png"), np.full((H, W), 255, np.uint8))
+    (folder / MANIFEST).write_text(json.dumps({"format": FORMAT, "version": 1, "images": [entry]}))
+    with pytest.raises(LabelError, match=message):
+        read_mvtec_labels(folder, dataset)

@@ -258,3 +258,12 @@ def test_an_overlay_that_cannot_be_written_is_an_error_row(images, tmp_path, mon
     rows = {Path(r["path"]).name: r for r in rows_of(tmp_path / "out")}
     assert rows["03.png"]["decision"] == "error" and "overlay cannot be written" in rows["03.png"]["error"]
     assert summary.failed == 1 and summary.scored == len(images) - 1
+
+
+def test_a_run_record_left_without_rows_is_replaced_by_the_new_run(images, tmp_path):
+    out = tmp_path / "out"
+    predict_folder(MeanScorer(), images[:2], out, fingerprint="old", threshold=100.0, overlays=False)
+    (out / "scores.csv").write_bytes(b"")  # emptied (or never written) by the earlier run
+    predict_folder(MeanScorer(), images[:2], out, fingerprint="new", threshold=100.0, overlays=False)
+    summary = predict_folder(MeanScorer(), images, out, fingerprint="new", threshold=100.0, overlays=False)
+    assert summary.resumed == 2 and summary.scored == len(images) - 2

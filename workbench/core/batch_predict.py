@@ -90,8 +90,9 @@ def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: s
     run = {"model_fingerprint": fingerprint, "threshold": threshold, "overlays": overlays}
     with ResultsCsv(out_dir / CSV_FILE) as results:
         _check_run(out_dir / RUN_FILE, results, run, resume)
+        fresh = not (resume and results.has_rows())
         done = results.open(resume)
-        if not resume or not (out_dir / RUN_FILE).is_file():
+        if fresh:  # a new CSV: record who writes it (replacing the record of an emptied run)
             atomic_write_json(out_dir / RUN_FILE, run)
         todo = [(p, stem) for p, stem in items if display_path(p) not in done]
         resumed = len(items) - len(todo)

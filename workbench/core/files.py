@@ -208,14 +208,17 @@ class OutputKind:
         return f"{'an' if self.label[0] in 'aeiou' else 'a'} {self.label}"
 
 
-def _own_temp_file(name: str) -> bool:
-    """Our hidden leftovers inside a folder: ``.NAME.XXXX.tmp`` from an interrupted atomic write."""
-    return name.startswith(".") and name.endswith(".tmp")
+def _own_temp_file(name: str, kind: OutputKind) -> bool:
+    """Our hidden leftovers inside a folder: ``.model.json.XXXX.tmp`` from an interrupted atomic write."""
+    return name.endswith(".tmp") and any(name.startswith(f".{own}.") for own in kind.files)
 
 
 def _related(a: Path, b: Path) -> str | None:
     """How folder ``a`` relates to folder ``b`` after resolving symbolic links, or None."""
-    ra, rb = a.resolve(strict=False), b.resolve(strict=False)
+    try:
+        ra, rb = a.resolve(strict=False), b.resolve(strict=False)
+    except (OSError, RuntimeError):  # a link cycle: compare the paths as given
+        ra, rb = a.absolute(), b.absolute()
     if ra == rb:
         return "is"
     if rb in ra.parents:
@@ -250,7 +253,7 @@ def check_output_dir(target: str | Path, kind: OutputKind, *, overwrite: bool = 
         names = [p.name for p in target.iterdir()]
     except OSError as exc:
         raise OutputFolderError(f"{where}: it cannot be listed ({exc.strerror or exc}).") from exc
-    names = [n for n in names if n not in _HARMLESS and not _own_temp_file(n)]
+    names = [n for n in names if n not in _HARMLESS and not _own_temp_file(n, kind)]
     if not names:
         return False
     foreign = sorted(n for n in names if n not in kind.files and not kind.extra_files(n))

@@ -3,8 +3,9 @@
 Files read: a training package's ``model.json`` (:class:`ModelJson`, errors
 :class:`ModelPackageError`), an exported package's ``model.json`` (:class:`ExportJson`,
 :class:`ExportedPackageError`), a predict run's ``predict_run.json`` (:class:`PredictRunJson`,
-:class:`PredictRunError`) and COCO label files (:class:`CocoFile`, the labels module's
-``LabelError``). Every message names the file, the field (``'input.size.0'``) and what is
+:class:`PredictRunError`), COCO label files (:class:`CocoFile`) and the manifest of an
+MVTec-layout label export (:class:`LabelManifestJson`), both with the labels module's
+``LabelError``. Every message names the file, the field (``'input.size.0'``) and what is
 expected, so a damaged or hand-edited file never ends in a traceback.
 
 Why pydantic (v2) rather than jsonschema: the schema is plain typed Python next to the code
@@ -261,6 +262,32 @@ class CocoFile(_Schema):
     images: list[CocoImageJson]
     annotations: list[CocoAnnotationJson] = Field(default_factory=list)
     categories: list[CocoCategoryJson] = Field(default_factory=list)
+
+
+class ManifestEntryJson(_Schema):
+    key: str
+    file: str | None = None
+    mask: str | None = None
+    reviewed_mask: str | None = None
+    reviewed: bool | None = None
+    verdict: str | None = None
+    defect_class: str | None = None
+    note: str | None = None
+
+    @field_validator("verdict")
+    @classmethod
+    def _verdict(cls, v: str | None) -> str | None:
+        if v not in (None, "OK", "NG"):
+            raise ValueError("verdict must be 'OK', 'NG' or null")
+        return v
+
+
+class LabelManifestJson(_Schema):
+    """``workbench_labels.json`` beside an MVTec-layout label export."""
+
+    format: str
+    version: PositiveInt | None = None
+    images: list[ManifestEntryJson] = Field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- validation

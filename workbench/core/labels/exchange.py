@@ -40,7 +40,7 @@ import numpy as np
 from workbench.core.data import GOOD, Dataset, ImageRecord, read_mask
 from workbench.core.data.io import IMAGE_SUFFIXES
 from workbench.core.files import atomic_write_json
-from workbench.core.formats import CocoFile, RleJson, validate
+from workbench.core.formats import CocoFile, LabelManifestJson, RleJson, validate
 from workbench.core.labels.reviewed import reviewed_records
 from workbench.core.labels.storage import (
     LabelError, dataset_labels_dir, delete_mask, encode_mask, label_key, load_mask, save_mask,
@@ -202,15 +202,20 @@ def read_mvtec_labels(folder: str | os.PathLike[str], dataset: Dataset) -> tuple
         data = _read_json(manifest)
         if data.get("format") != FORMAT:
             raise LabelError(f"{manifest} is not a workbench label manifest.")
-        for entry in data.get("images", []):
-            key = str(entry.get("key", ""))
+        checked = validate(LabelManifestJson, data, manifest, LabelError, "Export the labels again.")
+        for entry in (e.model_dump() for e in checked.images):
+            key = entry["key"]
             if key not in keys:
-                report.skipped.append(str(entry.get("file", key)))
+                report.skipped.append(str(entry.get("file") or key))
                 continue
             report.images += 1
             mask = None
             if entry.get("reviewed_mask"):
-                mask = _load_file_mask(folder / entry["reviewed_mask"])
+                mask_path = folder / entry["reviewed_mask"]
+                if folder.resolve() not in mask_path.resolve().parents:
+                    raise LabelError(f"{manifest}: 'reviewed_mask' of '{key}' must name a file inside {folder}, "
+                                     f"not {entry['reviewed_mask']!r}. Export the labels again.")
+                mask = _load_file_mask(mask_path)
                 report.masks += 1
             if entry.get("reviewed") or mask is not None:
                 items.append(ImportedLabel(key, entry.get("verdict"), entry.get("defect_class"),
