@@ -159,3 +159,26 @@ def test_calibrate_refuses_a_non_finite_target():
 
     with pytest.raises(ValueError, match="finite"):
         calibrate(None, "manual", float("nan"))  # type: ignore[arg-type]
+
+
+def test_a_model_with_non_finite_statistics_is_never_saved(padim, tmp_path):
+    padim.metadata["score_stats"] = {"image": {"max": float("nan")}}
+    try:
+        with pytest.raises(ModelPackageError, match="'score_stats.image.max'.*Nothing was saved"):
+            save_model(padim, tmp_path / "m")
+    finally:
+        del padim.metadata["score_stats"]
+    assert not (tmp_path / "m").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_calibration_with_a_non_finite_pixel_threshold_is_never_saved(padim, tmp_path):
+    from workbench.core.calibration.calibrate import Calibration, save_calibration
+
+    package = save_model(padim, tmp_path / "m")
+    before = (package / "model.json").read_bytes()
+    cal = Calibration(name="x", preset="manual", target=1.0, image_threshold=1.0, pixel_threshold=float("nan"),
+                      min_defect_area=0, normalization="raw", created_by="t", created_at="now", data={},
+                      confusion={}, intervals={})
+    with pytest.raises(ModelPackageError, match="pixel_threshold.*Nothing was saved"):
+        save_calibration(package, cal)
+    assert (package / "model.json").read_bytes() == before

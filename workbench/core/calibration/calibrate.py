@@ -20,6 +20,7 @@ import numpy as np
 from workbench.core.calibration.thresholds import bootstrap_rates, choose_threshold, sample_size_warning
 from workbench.core.evaluation import EvalResult, pixel_pairs
 from workbench.core.files import atomic_write_json
+from workbench.core.formats import ModelJson, ModelPackageError, validate
 from workbench.core.methods.package import META_FILE, read_metadata
 from workbench.core.metrics import confusion_at, pixel_f1_max
 
@@ -136,6 +137,8 @@ def save_calibration(model_dir: str | Path, calibration: Calibration, activate: 
         if calibration.pixel_threshold is not None:
             meta["thresholds"]["pixel"] = {"value": calibration.pixel_threshold,
                                            "source": f"calibration '{calibration.name}'"}
+    validate(ModelJson, meta, model_dir / META_FILE, ModelPackageError,  # never write what load refuses
+             "Nothing was saved: the calibration holds values that are not finite numbers.")
     atomic_write_json(model_dir / META_FILE, meta)
     return meta
 

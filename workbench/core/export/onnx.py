@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from workbench.core.files import atomic_replace_dir, atomic_write_json, check_output_dir, file_sha256, staged_dir
-from workbench.core.formats import EXPORTED_PACKAGE
+from workbench.core.formats import EXPORTED_PACKAGE, ExportedPackageError, ExportJson, validate
 from workbench.core.methods import AnomalyModel
-from workbench.core.methods.package import build_metadata
+from workbench.core.methods.package import NOT_SAVED, build_metadata
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
@@ -38,12 +38,12 @@ def export_onnx(model: AnomalyModel, out_dir: str | Path, opset: int = OPSET, *,
     check_output_dir(out_dir, EXPORTED_PACKAGE, overwrite=overwrite, inputs=inputs)
     module = model.export_module().eval()
     with staged_dir(out_dir) as staging:
-        _write_export(model, module, staging, opset)
+        _write_export(model, module, staging, opset, out_dir)
         atomic_replace_dir(staging, out_dir, EXPORTED_PACKAGE, overwrite=overwrite)
     return out_dir
 
 
-def _write_export(model: AnomalyModel, module: torch.nn.Module, staging: Path, opset: int) -> None:
+def _write_export(model: AnomalyModel, module: torch.nn.Module, staging: Path, opset: int, target: Path) -> None:
     dummy = torch.zeros(2, 3, model.image_size, model.image_size, device=model.device)
     onnx_path = staging / ONNX_FILE
     with torch.inference_mode(), warnings.catch_warnings():
@@ -58,4 +58,5 @@ def _write_export(model: AnomalyModel, module: torch.nn.Module, staging: Path, o
     meta["onnx"] = {"file": ONNX_FILE, "sha256": file_sha256(onnx_path), "opset": opset,
                     "input": "image: float32 [batch, 3, H, W], RGB, resized then (x/255 - mean) / std",
                     "outputs": ["score: float32 [batch]", "anomaly_map: float32 [batch, H, W]"]}
+    validate(ExportJson, meta, target / "model.json", ExportedPackageError, NOT_SAVED)  # never write what load refuses
     atomic_write_json(staging / "model.json", meta)

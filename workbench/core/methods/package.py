@@ -39,6 +39,8 @@ CORE_KEYS = ("format_version", "workbench_version", "created_at", "method", "par
              "input", "weights_file", "weights_sha256")
 
 
+NOT_SAVED = ("Nothing was saved: the trained model produced values that are not usable (e.g. not finite "
+             "numbers); retrain it with other parameters or images.")
 __all__ = ["ModelPackageError", "build_metadata", "load_model", "read_metadata", "save_model"]
 
 
@@ -58,7 +60,9 @@ def save_model(model: AnomalyModel, directory: str | Path, *, overwrite: bool = 
     with staged_dir(directory) as staging:  # removed on every exit path (e.g. disk full)
         weights_path = staging / WEIGHTS_FILE
         save_file(model.state_tensors(), str(weights_path))
-        atomic_write_json(staging / META_FILE, build_metadata(model, file_sha256(weights_path)))
+        meta = build_metadata(model, file_sha256(weights_path))
+        validate(ModelJson, meta, directory / META_FILE, ModelPackageError, NOT_SAVED)  # never write what load refuses
+        atomic_write_json(staging / META_FILE, meta)
         atomic_replace_dir(staging, directory, MODEL_PACKAGE, overwrite=overwrite)
     return directory
 
