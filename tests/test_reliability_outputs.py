@@ -18,8 +18,6 @@ import pytest
 import torch
 
 from workbench.cli import EXIT_BAD_INPUT, main
-from workbench.core import files
-from workbench.core.export import onnx as onnx_mod
 from workbench.core.export import export_onnx
 from workbench.core.files import OutputFolderError, atomic_replace_dir, staging_dir
 from workbench.core.formats import EXPORTED_PACKAGE, MODEL_PACKAGE
@@ -186,10 +184,6 @@ def test_export_staging_is_removed_when_interrupted_and_by_the_next_run(padim, t
         export_onnx(padim, out)
     export_onnx(padim, out, overwrite=True)
     assert json.loads((out / "model.json").read_text())["onnx"]["file"] == "model.onnx"
-
-
-def test_staging_folders_carry_the_pid_pattern_that_cleanup_knows():
-    assert onnx_mod.staged_dir is files.staged_dir
 
 
 # ----------------------------------------------------------------------------- predict --out

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from workbench.cli import EXIT_BAD_INPUT, main
+from workbench.cli import main
 from workbench.core.batch_predict import overlay_name, predict_folder
 from workbench.core.data import ImageReadError, load_dataset, read_image
 from workbench.core.data import io as image_io
