@@ -157,6 +157,8 @@ def _parse_line(raw: bytes) -> list[str] | None:
         text = raw.decode("utf-8").rstrip("\r")
     except UnicodeDecodeError:
         return None
+    if '"' not in text:  # the common case: no quoting, so the fields are exactly the comma-separated parts
+        return text.split(",")
     try:
         records = list(csv.reader([text], strict=True))
     except csv.Error:
