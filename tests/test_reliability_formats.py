@@ -93,7 +93,7 @@ def set_in(meta: dict, dotted: str, value) -> dict:
     (lambda m: set_in(m, "thresholds", "high"), "'thresholds'"),
     (lambda m: set_in(m, "thresholds.image.value", [1]), "'thresholds.image.value'"),
     (lambda m: set_in(m, "calibrations", {"default": 5}), "'calibrations.default'"),
-    (lambda m: set_in(m, "calibrations", {"d": {"image_threshold": None}}), "'calibrations.d.image_threshold'"),
+    (lambda m: set_in(m, "calibrations", {"d": {"image_threshold": "high"}}), "'calibrations.d.image_threshold'"),
     (lambda m: set_in(m, "score_stats.pixel.max", math.inf), "'score_stats.pixel.max'"),
     (lambda m: set_in(m, "params.batch_size", 0), "'batch_size': Input should be greater than 0"),
     (lambda m: set_in(m, "onnx", "model.onnx"), "'onnx'"),

@@ -109,7 +109,7 @@ class CalibrationJson(_Schema):
     name: str | None = None
     preset: str | None = None
     target: Finite | None = None
-    image_threshold: Finite
+    image_threshold: Finite | None = None
     pixel_threshold: Finite | None = None
     min_defect_area: NonNegativeInt = 0
     normalization: str = "raw"

@@ -138,7 +138,7 @@ def save_calibration(model_dir: str | Path, calibration: Calibration, activate: 
             meta["thresholds"]["pixel"] = {"value": calibration.pixel_threshold,
                                            "source": f"calibration '{calibration.name}'"}
     validate(ModelJson, meta, model_dir / META_FILE, ModelPackageError,  # never write what load refuses
-             "Nothing was saved: the calibration holds values that are not finite numbers.")
+             "Nothing was saved: the calibration holds values that are not valid (e.g. not finite numbers).")
     atomic_write_json(model_dir / META_FILE, meta)
     return meta
 
