@@ -318,8 +318,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def sample_data_dir() -> Path:
-    """The shipped sample dataset (repository checkout)."""
-    return Path(__file__).resolve().parent.parent / "sample_data"
+    """The shipped sample dataset (package data: works in editable, wheel and frozen installs)."""
+    from workbench.package_data import sample_data_dir as shipped
+
+    return shipped()
 
 
 # --------------------------------------------------------------------------- parser

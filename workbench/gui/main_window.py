@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 import workbench
 from workbench.core.workspace import Workspace, WorkspaceError
 from workbench.gui import recent
+from workbench.gui.app import app_icon
 from workbench.gui.device import device_description
 from workbench.gui.panels.dataset_panel import DatasetPanel
 from workbench.gui.panels.review_panel import ReviewPanel
@@ -63,7 +64,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or QSettings()
         self.setWindowTitle("Anomaly Inspection Workbench")
-        self.setWindowIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView))
+        self.setWindowIcon(app_icon())
         self.jobs = JobRunner(dialog_parent=self, parent=self)
         self.session = Session(self.jobs, self)
         self.sample_worker: Worker | None = None
@@ -245,7 +246,7 @@ class MainWindow(QMainWindow):
         if not root.is_dir():
             errors.show_error(self, "Sample data not found",
                               f"The sample images are not at {root}. Reinstall the workbench, or "
-                              "generate them with 'python -m workbench.core.data.synthetic --out sample_data'.")
+                              "generate them with 'python -m workbench.core.data.synthetic --out workbench/sample_data'.")
             return None
         target = sample_workspace_dir()
         try:
