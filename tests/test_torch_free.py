@@ -40,7 +40,7 @@ TORCH_FREE_MODULES = [
     "workbench.core.export.runtime", "workbench.core.data", "workbench.core.batch_predict",
     "workbench.core.visualize", "workbench.core.calibration.thresholds",
     "workbench.gui.widgets.review_viewer", "workbench.gui.widgets.review_frames",
-    "workbench.package_data",
+    "workbench.package_data", "workbench.core.sample_models", "workbench.gui.inspector",
 ]
 
 
@@ -117,3 +117,15 @@ def test_predict_with_exported_package_runs_without_torch(exported, tiny_dataset
         "NG" if s >= threshold else "OK" for s in onnx_scores]
     assert len(list(out.glob("*_overlay.png"))) == 4
     assert json.loads((out / "predict_run.json").read_text())["threshold"] == pytest.approx(threshold)
+
+
+def test_shipped_sample_models_check_without_torch(tmp_path: Path) -> None:
+    """The bundles' self-test core: shipped ONNX graphs re-score the sample images, no torch."""
+    proc = run_blocked("""
+        from workbench.core.sample_models import check_sample_models
+        results = check_sample_models()
+        assert results and all(r.ok for r in results), results
+        print('checked', [r.category for r in results])
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "checked" in proc.stdout

@@ -75,6 +75,8 @@ def test_installed_package_is_the_wheel_and_has_its_data(installed) -> None:
         assert pd.resource_path(pd.APP_ICON).stat().st_size > 1000, 'no icon'
         from workbench.core.data import list_categories
         print(','.join(list_categories(pd.sample_data_dir())))
+        from workbench.core.sample_models import check_sample_models
+        assert all(r.ok for r in check_sample_models()), 'shipped sample models missing or wrong'
     """)
     out = _run([str(py), "-c", code], work, env, 120).stdout.split()
     venv_root = py.parents[1].resolve()
@@ -109,3 +111,9 @@ def test_installed_gui_starts_with_style_icon_and_sample(installed) -> None:
         print('gui ok')
     """)
     assert "gui ok" in _run([str(py), "-c", code], work, env, 300).stdout
+
+
+def test_installed_inspector_selftest_passes(installed) -> None:
+    py, env, work = installed
+    exe = py.parent / ("workbench-inspector.exe" if os.name == "nt" else "workbench-inspector")
+    assert "selftest passed" in _run([str(exe), "--selftest"], work, env, 300).stdout
