@@ -88,3 +88,9 @@ def test_install_into_workspace_copies_each_model_once(tmp_path: Path) -> None:
         ws.delete_model(added[0].id)
         assert sample_models.install_into_workspace(ws, sample_data_dir()) == []  # once only
         assert len(ws.models()) == len(added) - 1
+
+
+def test_training_packages_give_the_shipped_scores_with_torch() -> None:
+    """What the full Workbench bundle's --selftest runs: the torch packages agree with the ONNX."""
+    results = sample_models.check_sample_packages()
+    assert results and all(r.ok for r in results), results

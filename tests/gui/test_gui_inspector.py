@@ -27,6 +27,8 @@ def test_sample_is_scored_and_reviewed_with_the_shipped_decisions(inspector, tmp
              for r in inspector.rows}
     assert names == {k: d for k, (_, d) in model.expected.items()}
     assert inspector.table.rowCount() == len(model.expected)
+    shown = {inspector.table.item(i, 0).text() for i in range(inspector.table.rowCount())}
+    assert shown == {k.removeprefix("test/") for k in model.expected}  # crack/000.png, good/000.png
     frame = inspector.viewer.frame
     assert frame is not None and frame.heat is not None  # first row shown with its heat map
     ng_row = next(i for i, r in enumerate(inspector.rows) if r["decision"] == "NG")

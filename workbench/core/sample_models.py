@@ -187,6 +187,28 @@ def check_sample_models(root: Path | None = None, data_root: Path | None = None)
     return results
 
 
+def check_sample_packages(root: Path | None = None, data_root: Path | None = None) -> list[CheckResult]:
+    """The same check with the training packages run by torch (the full Workbench bundle):
+    scores within 0.1% of the ONNX ones stored at build time, identical decisions."""
+    from workbench.core.data import read_image
+    from workbench.core.methods.package import load_model
+
+    data_root = Path(data_root or sample_data_dir())
+    results = []
+    for category, model in shipped_models(root).items():
+        keys = sorted(model.expected)
+        scores, _ = load_model(model.package_dir, device="cpu").predict(
+            [read_image(data_root / category / k) for k in keys])
+        want = np.array([model.expected[k][0] for k in keys])
+        close = np.isclose(scores, want, rtol=1e-3, atol=1e-3)
+        decisions = decide(scores, model.threshold)
+        results.append(CheckResult(
+            category, len(keys), float(np.max(np.abs(scores - want))) if keys else 0.0,
+            tuple(k for k, d in zip(keys, decisions) if d != model.expected[k][1]),
+            tuple(k for k, c in zip(keys, close) if not c)))
+    return results
+
+
 # --------------------------------------------------------------------------- sample workspace
 SAMPLE_MODELS_SETTING = "sample_models_installed"
 

@@ -65,6 +65,7 @@ class InspectorWindow(QMainWindow):
         self.threshold: float | None = None
         self.settings: MapSettings | None = None
         self.out_dir: Path | None = None
+        self.folder: Path | None = None  # the scored folder: the table names images relative to it
         self.rows: list[dict[str, str]] = []
         self.worker: Worker | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="workbench-inspector-")
@@ -148,9 +149,10 @@ class InspectorWindow(QMainWindow):
                                                                          .get("min_defect_area", 0) or 0))
         self._set_rows([])
         thr = "no threshold (scores only)" if self.threshold is None else f"threshold {self.threshold:.4g}"
-        self.statusBar().showMessage(f"Model {folder.name}: {meta.get('method', '?')}, {thr}")
-        self.summary.setText(f"Model <b>{folder.name}</b> ({meta.get('method', '?')}, {thr}). "
-                             "Score a folder with File > Score folder.")
+        trained_on = meta.get("training", {}).get("dataset")
+        what = f"{meta.get('method', '?')}" + (f" trained on {trained_on}" if trained_on else "")
+        self.statusBar().showMessage(f"Model {folder}: {what}, {thr}")
+        self.summary.setText(f"Model <b>{what}</b>, {thr}. Score a folder with File > Score folder.")
         return True
 
     def open_sample(self, category: str, wait: bool = False) -> Worker | None:
@@ -181,6 +183,7 @@ class InspectorWindow(QMainWindow):
             return None
         assert self.inferencer is not None and self.model_dir is not None
         self.out_dir = Path(tempfile.mkdtemp(prefix="run-", dir=self._tmp.name))
+        self.folder = Path(folder)
         args = (self.inferencer, items, self.out_dir)
         kwargs: dict[str, Any] = {"fingerprint": model_fingerprint(self.model_dir), "threshold": self.threshold}
         self.summary.setText(f"Scoring {len(items)} image(s) of {folder} …")
@@ -205,7 +208,7 @@ class InspectorWindow(QMainWindow):
         self.rows = rows
         self.table.setRowCount(len(rows))
         for i, row in enumerate(rows):
-            cells = (Path(row["path"]).name, row["score"], row["decision"])
+            cells = (self._display_name(Path(row["path"])), row["score"], row["decision"])
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(row["path"])
@@ -215,6 +218,13 @@ class InspectorWindow(QMainWindow):
         if not rows:
             self.viewer.set_frame(None, "")
             self.verdict.setText("")
+
+    def _display_name(self, path: Path) -> str:
+        """The image's path inside the scored folder (two folders may both hold 000.png)."""
+        try:
+            return path.relative_to(self.folder).as_posix() if self.folder else path.name
+        except ValueError:
+            return path.name
 
     def show_row(self, row: int) -> None:
         """Render the selected image with its heat map (one onnxruntime pass, tens of ms)."""
@@ -233,7 +243,7 @@ class InspectorWindow(QMainWindow):
         self.editor.set_image(frame.shape, frame.mask, frame.amap, self.settings.pixel_threshold)
         colour = {"OK": "#15803d", "NG": "#b91c1c"}.get(data["decision"], "#374151")
         self.verdict.setText(f"<span style='color:{colour}'>{data['decision'] or 'no decision'}</span>"
-                             f"  score {data['score']}  ·  {path.name}")
+                             f"  score {data['score']}  ·  {self._display_name(path)}")
 
     # ------------------------------------------------------------------ export
     def choose_csv(self) -> None:
