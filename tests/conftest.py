@@ -11,12 +11,12 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_DATA = REPO / "sample_data"
+SAMPLE_DATA = REPO / "workbench" / "sample_data"
 
 
 @pytest.fixture(scope="session")
 def sample_root() -> Path:
-    assert SAMPLE_DATA.is_dir(), "sample_data/ is missing from the checkout"
+    assert SAMPLE_DATA.is_dir(), "workbench/sample_data/ is missing from the checkout"
     return SAMPLE_DATA
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from workbench.core.data import synthetic
 
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "workbench" / "sample_data"
 CATEGORIES = sorted(synthetic.CATEGORIES)
 
 

@@ -17,7 +17,7 @@ from workbench.core.workspace import (
 )
 from workbench.core.workspace import store
 
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "workbench" / "sample_data"
 
 
 @pytest.fixture

@@ -320,11 +320,12 @@ def _expand_images(items: list[str]) -> list[tuple[Path, str]]:
 
 def _load_scorer(path: str, device: str | None):
     """A training package (torch) or an exported folder (onnxruntime), by what the folder holds."""
-    from workbench.core.export import ONNX_FILE, OnnxInferencer
+    from workbench.core.export.runtime import OnnxInferencer, is_exported_package
+
+    if is_exported_package(path):
+        return OnnxInferencer(path)  # torch-free: the Inspector bundle has no torch
     from workbench.core.methods.package import load_model
 
-    if (Path(path) / ONNX_FILE).is_file():
-        return OnnxInferencer(path)
     return load_model(path, device=device)
 
 
@@ -435,8 +436,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def sample_data_dir() -> Path:
-    """The shipped sample dataset (repository checkout)."""
-    return Path(__file__).resolve().parent.parent / "sample_data"
+    """The shipped sample dataset (package data: works in editable, wheel and frozen installs)."""
+    from workbench.package_data import sample_data_dir as shipped
+
+    return shipped()
 
 
 # --------------------------------------------------------------------------- parser
@@ -534,6 +537,18 @@ def _version() -> str:
     return f"workbench {workbench.__version__}"
 
 
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    """Errors reported as bad input (exit 2). Evaluated when an error arrives, so that a
+    torch-free command (predict with an exported package) never imports the backbones (torch)
+    just to name their error class: it can only be raised once they were imported."""
+    errors: list[type[BaseException]] = [CliError, ValueError, FileNotFoundError, NotADirectoryError,
+                                         PermissionError]
+    weights = sys.modules.get("workbench.core.backbones.weights")
+    if weights is not None:
+        errors.append(weights.BackboneError)
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
     streams = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _PipeSafe(sys.stdout), _PipeSafe(sys.stderr)
@@ -550,12 +565,11 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):  # bare `workbench` opens the desktop application
         args = parser.parse_args(["gui"])
-    from workbench.core.backbones import BackboneError
     from workbench.core.jobs import Cancelled
 
     try:
         return int(args.func(args))
-    except (CliError, ValueError, BackboneError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except _bad_input_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # e.g. disk full while saving: the previous files are kept

@@ -31,7 +31,7 @@ from workbench.gui.session import Session
 from workbench.gui.workers import JobRunner
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "sample_data"
+SAMPLE = REPO / "workbench" / "sample_data"
 CATEGORY = "fabric"
 STATS = {"n": 20, "mean": 1.0, "std": 0.5, "min": 0.2, "p50": 1.0, "max": 2.5}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import TracebackType
 
 import workbench
+from workbench.package_data import APP_ICON, STYLE_SHEET, resource_path
 
 APP_NAME = "Anomaly Inspection Workbench"
 ORG_NAME = "Workbench"
@@ -16,8 +17,19 @@ ORG_DOMAIN = "workbench.local"
 
 
 def style_sheet_path() -> Path:
-    """``resources/style.qss`` of the checkout (optional: the app works without it)."""
-    return Path(workbench.__file__).resolve().parents[1] / "resources" / "style.qss"
+    """``workbench/resources/style.qss`` (package data; optional: the app works without it)."""
+    return resource_path(STYLE_SHEET)
+
+
+def app_icon():
+    """The application icon from the package resources (Qt's stock icon if it is missing)."""
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication, QStyle
+
+    path = resource_path(APP_ICON)
+    if path.is_file():
+        return QIcon(str(path))
+    return QApplication.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView)
 
 
 def load_style_sheet() -> str:
@@ -64,7 +76,7 @@ def reserve_gui_core() -> int:
 
 def create_application(argv: list[str]):
     """The QApplication with names (for QSettings), style sheet and light pyqtgraph defaults."""
-    from PySide6.QtWidgets import QApplication, QStyle
+    from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(argv)
     app.setApplicationName(APP_NAME)
@@ -74,7 +86,7 @@ def create_application(argv: list[str]):
     app.setApplicationVersion(workbench.__version__)
     app.setStyle("Fusion")  # identical look on Windows, macOS and Linux; the QSS builds on it
     app.setStyleSheet(load_style_sheet())
-    app.setWindowIcon(app.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView))
+    app.setWindowIcon(app_icon())
     import pyqtgraph as pg
 
     pg.setConfigOptions(background="w", foreground="#374151", antialias=True)

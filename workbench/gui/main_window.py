@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 import workbench
 from workbench.core.workspace import Workspace, WorkspaceError
 from workbench.gui import recent
+from workbench.gui.app import app_icon
 from workbench.gui.device import device_description
 from workbench.gui.panels.dataset_panel import DatasetPanel
 from workbench.gui.panels.review_panel import ReviewPanel
@@ -63,7 +64,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.settings = settings or QSettings()
         self.setWindowTitle("Anomaly Inspection Workbench")
-        self.setWindowIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView))
+        self.setWindowIcon(app_icon())
         self.jobs = JobRunner(dialog_parent=self, parent=self)
         self.session = Session(self.jobs, self)
         self.sample_worker: Worker | None = None
@@ -245,7 +246,7 @@ class MainWindow(QMainWindow):
         if not root.is_dir():
             errors.show_error(self, "Sample data not found",
                               f"The sample images are not at {root}. Reinstall the workbench, or "
-                              "generate them with 'python -m workbench.core.data.synthetic --out sample_data'.")
+                              "generate them with 'python -m workbench.core.data.synthetic --out workbench/sample_data'.")
             return None
         target = sample_workspace_dir()
         try:
@@ -266,12 +267,35 @@ class MainWindow(QMainWindow):
         missing = [c for c in categories if (root.resolve(), c) not in have]
         if not missing:
             self.go_to_step(0)
+            self._install_sample_models(workspace, root)
             return None
         worker = Worker(import_datasets, root, "auto", missing)
         worker.finished.connect(lambda outcome, ws=workspace: self.dataset_panel._on_imported(outcome, ws))
+        worker.finished.connect(lambda _outcome, ws=workspace: self._install_sample_models(ws, root))
         self.sample_worker = self.jobs.start(worker, "Import sample data")
         self.go_to_step(0)
         return worker
+
+    def _install_sample_models(self, workspace: Workspace, root: Path) -> None:
+        """Register the shipped pre-trained sample models, so Threshold and Review work at once
+        (no training); then show the Threshold step of the current sample dataset."""
+        if workspace is not self.session.workspace or workspace.closed:
+            return
+        from workbench.core.sample_models import install_into_workspace
+
+        try:
+            added = install_into_workspace(workspace, root)
+        except (OSError, ValueError) as exc:  # damaged install: the sample still works with training
+            log.warning("sample models not installed: %s", exc)
+            return
+        if not added:
+            return
+        self.session.notify_models_changed()
+        current = self.session.dataset_entry
+        model = next((m for m in added if current is not None and m.dataset_id == current.id), None)
+        if model is not None:
+            self.session.set_active_model(model)
+            self.go_to_step(2)
 
     @Slot(object)
     def _on_workspace_changed(self, workspace: Workspace | None) -> None:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import workbench
 from workbench.core.workspace import default_workspace_dir
+from workbench.package_data import sample_data_dir
 
 SAMPLE_WORKSPACE_NAME = "sample"
 
 
 def sample_data_root() -> Path:
-    """The shipped sample dataset: the CLI's idea of it when available, else the checkout's."""
-    try:
-        from workbench.cli import sample_data_dir
-    except ImportError:
-        return Path(workbench.__file__).resolve().parents[1] / "sample_data"
-    return Path(sample_data_dir())
+    """The shipped sample dataset (package data of the installed ``workbench``)."""
+    return sample_data_dir()
 
 
 def sample_workspace_dir() -> Path:

@@ -9,9 +9,7 @@ import torch
 from torch import nn
 
 from workbench.core.backbones.weights import IMAGENET, BackboneError, BackboneSpec, load_weights_into
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from workbench.core.data.preprocess import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported)
 
 
 class FeatureExtractor(nn.Module):

