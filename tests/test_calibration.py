@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from workbench.core.calibration import (
-    bootstrap_rates,
+    rate_intervals,
     calibrate,
     choose_threshold,
     load_calibrations,
@@ -52,13 +52,13 @@ def test_max_f1_preset_matches_metric():
     assert confusion_at(labels, scores, t).f1 == pytest.approx(f1_max(labels, scores)[0])
 
 
-def test_bootstrap_interval_covers_true_rate_at_stated_coverage():
+def test_exact_interval_covers_true_rate_at_stated_coverage():
     rng = np.random.default_rng(1)
     true_recall, true_far, hits_recall, hits_far, trials = 0.8, 0.1, 0, 0, 300
     for trial in range(trials):
         labels = np.r_[np.zeros(200, bool), np.ones(100, bool)]
         flagged = np.r_[rng.random(200) < true_far, rng.random(100) < true_recall]
-        iv = bootstrap_rates(labels, flagged.astype(float), 0.5, n_boot=500, seed=trial)
+        iv = rate_intervals(labels, flagged.astype(float), 0.5)
         hits_recall += iv["recall"].low <= true_recall <= iv["recall"].high
         hits_far += iv["false_alarm_rate"].low <= true_far <= iv["false_alarm_rate"].high
     assert abs(hits_recall / trials - 0.95) < 0.05

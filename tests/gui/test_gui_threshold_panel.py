@@ -19,7 +19,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from workbench.core.calibration import (
-    bootstrap_rates, calibrate, choose_threshold, denormalize, load_calibrations, normalize_scores,
+    rate_intervals, calibrate, choose_threshold, denormalize, load_calibrations, normalize_scores,
     sample_size_warning,
 )
 from workbench.core.data import ImageRecord
@@ -236,11 +236,11 @@ def test_typing_a_value_moves_the_line(qtbot, synth):
     assert synth.histogram.line.value() == pytest.approx(1.75)
     assert synth.current_preset() == "manual"
     assert_matrix_shows(synth, 1.75)
-    # the ROC and PR markers sit at the operating point with the bootstrap intervals around it
+    # the ROC and PR markers sit at the operating point with the exact intervals around it
     c = synth.confusion()
     assert synth.roc_plot.point_position() == pytest.approx((c.false_alarm_rate, c.recall))
     assert synth.pr_plot.point_position() == pytest.approx((c.recall, c.precision))
-    ci = bootstrap_rates(*labels_scores(synth), 1.75)
+    ci = rate_intervals(*labels_scores(synth), 1.75)
     low, high = 100 * ci["recall"].low, 100 * ci["recall"].high
     assert synth.confusion_view.intervals["recall"].text() == f"{low:.1f}–{high:.1f}%"
     assert synth.confusion_view.intervals["escape_rate"].text() == f"{100 - high:.1f}–{100 - low:.1f}%"

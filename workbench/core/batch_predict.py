@@ -6,7 +6,11 @@ batches in memory: images are read by a small thread pool one batch ahead of the
 CSV rows are appended and flushed to disk. A run that is killed or cancelled leaves a CSV
 of complete rows (a torn last line is cut off on resume); running the same command again
 skips every image already in the CSV. A small ``predict_run.json`` beside the CSV records
-which model and threshold wrote it, so a resume never mixes decisions of two models.
+which model and inspection policy wrote it, so a resume never mixes decisions of two models.
+
+Each row's decision, region count and defect area come from the model's
+:class:`~workbench.core.calibration.policy.InspectionPolicy` (OK / REVIEW / NG band, minimum
+defect area, ROI and ignore masks), the same rule the GUI and ``evaluate`` use.
 """
 
 from __future__ import annotations
@@ -27,11 +31,16 @@ import numpy as np
 from workbench.core.data import ImageReadError, read_image
 from workbench.core.files import atomic_write_json
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
-from workbench.core.visualize import MapScale, defect_region, draw_outline, heat_overlay
+from workbench.core.calibration.policy import InspectionPolicy, MapScale
+from workbench.core.visualize import annotate, draw_outline, heat_overlay
 
 CSV_FILE = "scores.csv"
 RUN_FILE = "predict_run.json"
-CSV_FIELDS = ["path", "score", "decision", "defect_area_px"]
+# decision: OK / REVIEW / NG, "error" (no finite score), "unreadable", or "" (the model has no threshold);
+# regions / defect_area_px: connected defect regions and their pixels after the minimum area;
+# note: e.g. that the ROI/ignore masks were resized to this image's size.
+CSV_FIELDS = ["path", "score", "decision", "regions", "defect_area_px", "note"]
+MASK_RESIZED_NOTE = "ROI/ignore mask resized to this image"
 
 
 class Scorer(Protocol):
@@ -56,6 +65,7 @@ class PredictSummary:
     unreadable: int     # recorded as 'unreadable' in this call
     n_ng: int           # NG decisions in the whole CSV
     problems: tuple[str, ...] = ()  # why each unreadable image of this call could not be read
+    n_review: int = 0   # REVIEW decisions in the whole CSV
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -64,23 +74,33 @@ def model_fingerprint(model_dir: str | Path) -> str:
 
 
 def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: str | Path, *,
-                   fingerprint: str, threshold: float | None = None, overlays: bool = True,
+                   fingerprint: str, threshold: float | None = None, policy: InspectionPolicy | None = None,
+                   overlays: bool = True,
                    resume: bool = True, batch_size: int | None = None,
                    progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> PredictSummary:
     """Score ``items`` (path, unique output stem) into ``out_dir/scores.csv`` (+ overlay PNGs).
 
-    With ``resume`` (the default) images already in an existing CSV of the same model and
-    threshold are skipped; with ``resume=False`` the CSV is started afresh. Raises
+    ``policy`` decides each image (default: the scorer's own, from its metadata and, for masks,
+    its ``directory``); ``threshold`` replaces its NG threshold (dropping a band that would lie
+    above it). With ``resume`` (the default) images already in an existing CSV of the same model and
+    policy are skipped; with ``resume=False`` the CSV is started afresh. Raises
     ``Cancelled`` between batches when ``cancel`` is set; every finished row is on disk then.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / CSV_FILE
-    run = {"model_fingerprint": fingerprint, "threshold": threshold, "overlays": overlays}
+    if policy is None:
+        policy = InspectionPolicy.from_metadata(scorer.metadata, getattr(scorer, "directory", None))
+    if threshold is not None:
+        ok = policy.ok_threshold
+        policy = policy.replace(ng_threshold=threshold, ok_threshold=ok if ok is not None and ok <= threshold else None,
+                                source="--threshold")
+    run = {"model_fingerprint": fingerprint, "threshold": policy.ng_threshold, "policy": policy.fingerprint(),
+           "overlays": overlays}
     done = _prepare_csv(csv_path, out_dir / RUN_FILE, run, resume)
     todo = [(p, stem) for p, stem in items if str(p) not in done]
     resumed = len(items) - len(todo)
-    scale = MapScale.from_metadata(scorer.metadata) if "score_stats" in scorer.metadata else None
+    scale = policy.map_scale() if policy.pixel_stats else None
     batch = max(1, int(batch_size or scorer.params.get("batch_size", 8)))
     report = make_reporter(progress, "predict", len(items))
     report(resumed, f"{resumed} already scored" if resumed else "")
@@ -96,12 +116,15 @@ def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: s
             results: dict[Path, dict[str, Any]] = {}
             if readable:
                 scores, maps = scorer.predict([image for _, image in readable])
-                scale_b = scale or MapScale.from_metadata({}, maps)
+                scale_b = scale or policy.map_scale(maps)
+                # no good-image statistics: outline from this batch's map scale, as the heat map shows
+                policy_b = policy if policy.outline_threshold is not None else policy.replace(
+                    pixel_threshold=scale_b.threshold)
                 for ((path, stem), image), score, amap in zip(readable, scores, maps):
-                    results[path] = _score_row(path, stem, image, float(score), amap, threshold, scale_b,
+                    results[path] = _score_row(path, stem, image, float(score), amap, policy_b, scale_b,
                                                out_dir if overlays else None)
-            rows = [results.get(path) or {"path": str(path), "score": "", "decision": "unreadable",
-                                          "defect_area_px": ""} for (path, _), _ in loaded]
+            rows = [results.get(path) or {**dict.fromkeys(CSV_FIELDS, ""), "path": str(path),
+                                          "decision": "unreadable"} for (path, _), _ in loaded]
             # overlays first, rows last: a row on disk means that image is completely done
             writer.writerows(rows)
             fh.flush()
@@ -109,24 +132,26 @@ def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: s
             scored += len(readable)
             unreadable += len(loaded) - len(readable)
             report(resumed + scored + unreadable)
-    n_ng = sum(r["decision"] == "NG" for r in _read_rows(csv_path))
-    return PredictSummary(csv_path, len(items), scored, resumed, unreadable, n_ng, tuple(problems))
+    decisions = [r["decision"] for r in _read_rows(csv_path)]
+    return PredictSummary(csv_path, len(items), scored, resumed, unreadable, decisions.count("NG"),
+                          tuple(problems), decisions.count("REVIEW"))
 
 
 def _score_row(path: Path, stem: str, image: np.ndarray, score: float, amap: np.ndarray,
-               threshold: float | None, scale: MapScale, overlay_dir: Path | None) -> dict[str, Any]:
-    decision = "" if threshold is None else ("NG" if score >= threshold else "OK")
-    region = defect_region(amap, scale.threshold, image.shape[:2])
+               policy: InspectionPolicy, scale: MapScale, overlay_dir: Path | None) -> dict[str, Any]:
+    decision = policy.decide(score, amap, image.shape[:2])
     if overlay_dir is not None:
         vis = heat_overlay(image, scale.normalize(amap), alpha=0.45)
-        if decision != "OK":
-            vis = draw_outline(vis, region)
+        if decision.verdict != "OK":
+            vis = draw_outline(vis, decision.region)
+        vis = annotate(vis, f"{decision.score:.4g} {decision.verdict or 'no threshold'}", decision.verdict)
         ok, png = cv2.imencode(".png", vis[:, :, ::-1])
         if not ok:
             raise OSError(f"Could not encode the overlay of {path}")
         png.tofile(overlay_dir / f"{stem}_overlay.png")  # tofile: non-ASCII paths work
-    return {"path": str(path), "score": f"{score:.6g}", "decision": decision,
-            "defect_area_px": int(region.sum()) if decision != "OK" else 0}
+    return {"path": str(path), "score": f"{decision.score:.6g}", "decision": decision.verdict,
+            "regions": decision.regions, "defect_area_px": decision.defect_area_px,
+            "note": MASK_RESIZED_NOTE if decision.mask_resized else ""}
 
 
 def _read_one(path: Path) -> np.ndarray | str:
@@ -167,7 +192,7 @@ def _prepare_csv(csv_path: Path, run_path: Path, run: dict[str, Any], resume: bo
         if previous != run:
             what = "an unknown run" if previous is None else (
                 "another model" if previous.get("model_fingerprint") != run["model_fingerprint"]
-                else "another threshold or overlay setting")
+                else "another threshold, inspection policy or overlay setting")
             raise ResumeMismatchError(
                 f"{csv_path} was written by {what}. Choose another output folder, or start over "
                 "(the CLI's --restart) to replace it.")

@@ -8,6 +8,7 @@ library when preprocessing is baked in differently). The batch dimension is dyna
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -16,14 +17,20 @@ import torch
 
 from workbench.core.files import atomic_replace_dir, atomic_write_json, file_sha256
 from workbench.core.methods import AnomalyModel
+from workbench.core.calibration.policy import InspectionPolicy, copy_policy_files
 from workbench.core.methods.package import build_metadata
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
 
 
-def export_onnx(model: AnomalyModel, out_dir: str | Path, opset: int = OPSET) -> Path:
-    """Write ``out_dir/model.onnx`` and ``out_dir/model.json`` atomically; returns ``out_dir``."""
+def export_onnx(model: AnomalyModel, out_dir: str | Path, opset: int = OPSET,
+                package_dir: str | Path | None = None) -> Path:
+    """Write ``out_dir/model.onnx`` and ``out_dir/model.json`` atomically; returns ``out_dir``.
+
+    The inspection policy travels in ``model.json``; its ROI/ignore mask files are copied from
+    the training package ``package_dir`` (needed when the policy has masks).
+    """
     if not model.fitted:
         raise ValueError("Cannot export an untrained model.")
     module = model.export_module().eval()
@@ -44,6 +51,13 @@ def export_onnx(model: AnomalyModel, out_dir: str | Path, opset: int = OPSET) ->
     meta["onnx"] = {"file": ONNX_FILE, "sha256": file_sha256(onnx_path), "opset": opset,
                     "input": "image: float32 [batch, 3, H, W], RGB, resized then (x/255 - mean) / std",
                     "outputs": ["score: float32 [batch]", "anomaly_map: float32 [batch, H, W]"]}
+    try:
+        if package_dir is not None:
+            copy_policy_files(package_dir, staging, meta)
+        InspectionPolicy.from_metadata(meta, staging)  # the exported policy loads (masks included)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     atomic_write_json(staging / "model.json", meta)
     atomic_replace_dir(staging, out_dir)
     return out_dir

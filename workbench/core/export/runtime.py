@@ -24,6 +24,7 @@ class OnnxInferencer:
         import onnxruntime as ort
 
         directory = Path(directory)
+        self.directory = directory  # the policy's ROI/ignore masks live beside model.json
         meta_path = directory / "model.json"
         if not meta_path.is_file():
             raise ValueError(f"{directory} is not an exported model: model.json is missing. "

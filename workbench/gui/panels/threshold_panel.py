@@ -8,7 +8,7 @@ dragging the histogram line, typing a value, clicking a ROC/PR point, choosing a
 loading a saved calibration all go through :meth:`ThresholdPanel.set_threshold`, which
 updates every view and emits ``thresholdChanged(image_threshold, pixel_threshold)``.
 
-A move costs two ``searchsorted`` on pre-sorted scores, the core's bootstrap at one
+A move costs two ``searchsorted`` on pre-sorted scores, the core's exact interval at one
 threshold and a few label / marker updates; curves are never recomputed while dragging.
 Presets, normalisation, intervals and saved calibrations all come from
 ``workbench.core.calibration``.
@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.core.calibration import (
-    Calibration, Interval, bootstrap_rates, calibrate, choose_threshold, denormalize, load_calibrations,
+    Calibration, Interval, rate_intervals, calibrate, choose_threshold, denormalize, load_calibrations,
     normalize_scores, sample_size_warning, save_calibration,
 )
 from workbench.core.jobs import ProgressEvent
@@ -322,7 +322,7 @@ class ThresholdPanel(QWidget):
         self.log_check = QCheckBox("Log-scale counts")
         self.log_check.setToolTip("Show the histogram counts on a log scale (rare high-scoring good images)")
         hint = QLabel("Drag the black line, type a value or click a ROC / PR point.")
-        hint.setToolTip("Orange dots: the current operating point; error bars: its 95% bootstrap interval")
+        hint.setToolTip("Orange dots: the current operating point; error bars: its exact 95% interval")
         hint.setObjectName("hint")
         hint.setWordWrap(True)
         bar = QHBoxLayout()
@@ -752,20 +752,17 @@ class ThresholdPanel(QWidget):
             f"{confusion.fp} of {confusion.fp + confusion.tn} good images rejected.")
 
     def intervals(self, confusion: Confusion | None = None) -> dict[str, Interval]:
-        """95% intervals at the current threshold: the core's bootstrap for recall and the
-        false-alarm rate; the escape rate is 1 - recall, so its interval is the mirror image."""
+        """Exact (Clopper-Pearson) 95% intervals at the current threshold from the core, for
+        recall, escape, false-alarm and review rates."""
         assert self.data is not None and self.threshold is not None
-        # The bootstrap (seeded) depends only on how many images of each class are flagged,
+        # The intervals depend only on how many images of each class are flagged,
         # so thresholds between the same two scores share one result.
         confusion = confusion or self.data.index.confusion(self.threshold)
         key = (confusion.tp, confusion.fp)
         cached = self._interval_cache.get(key)
         if cached is not None:
             return dict(cached)
-        out = dict(bootstrap_rates(self.data.labels, self.data.scores, self.threshold))
-        rec = out.get("recall")
-        if rec is not None:
-            out["escape_rate"] = Interval(1.0 - rec.estimate, 1.0 - rec.high, 1.0 - rec.low)
+        out = dict(rate_intervals(self.data.labels, self.data.scores, self.threshold))
         if len(self._interval_cache) > 4096:
             self._interval_cache.clear()
         self._interval_cache[key] = dict(out)

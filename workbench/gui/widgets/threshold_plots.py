@@ -228,7 +228,7 @@ class CurvePlot(pg.PlotWidget):
         self.setYRange(-0.02, 1.04, padding=0)
         self.getPlotItem().vb.setLimits(xMin=-0.05, xMax=1.05, yMin=-0.05, yMax=1.05)
         self.scene().sigMouseClicked.connect(self._on_click)
-        self.setToolTip("Orange: the current threshold, with its 95% bootstrap interval as error bars.\n"
+        self.setToolTip("Orange: the current threshold, with its exact 95% interval as error bars.\n"
                         "Click a point of the curve to move the threshold there.")
 
     def set_curve(self, curve: Curve | None, name: str = "", note: str = "") -> None:
