@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -138,19 +137,16 @@ def _pct(iv: dict | None) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from workbench.core.calibration import policy_report, weak_model_warning
-    from workbench.core.evaluation import evaluate_model
     from workbench.core.methods.package import load_model
+    from workbench.core.workflows import evaluate_at_policy
 
     model = load_model(args.model, device=args.device)
     policy = _run_policy(args)
     dataset = _load_dataset(args)
     with progress_bars(not args.quiet) as bars:
-        result = evaluate_model(model, dataset, progress=bars, policy=policy)
-    labels = np.array([r.is_anomalous for r in result.records])
-    at_policy = policy_report(labels, policy.verdicts(result.scores)) if policy.ng_threshold is not None else None
-    metrics = {"model": str(args.model), "method": model.name, "dataset": dataset.name, **result.metrics(),
-               "policy": policy.to_json(), "at_policy": at_policy}
+        checked = evaluate_at_policy(args.model, dataset, policy=policy, model=model, use_cache=False, progress=bars)
+    result, at_policy = checked.evaluation, checked.report
+    metrics = {"model": str(args.model), "method": model.name, "dataset": dataset.name, **checked.to_json()}
     print(f"{model.title} on {dataset.name}: image AUROC {_fmt(result.image_auroc)}, pixel AUROC "
           f"{_fmt(result.pixel_auroc)}, AUPRO {_fmt(result.aupro)}, F1-max {_fmt(result.f1_max)} at "
           f"threshold {_fmt(result.f1_threshold, 4)}; {result.ms_per_image:.1f} ms/image "
@@ -174,10 +170,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            ("escape_rate", "escapes (defect -> OK)"), ("review_rate", "sent to REVIEW"),
                            ("precision", "precision of NG")):
             print(f"  {label:<27} {_pct(rates.get(key))}")
-        far = rates.get("false_alarm_rate")
-        warning = weak_model_warning(result.image_auroc, far["estimate"] if far else None, model.name)
-        if warning:
-            print(f"warning: {warning}")
+    if checked.warning:
+        print(f"warning: {checked.warning}")
     if args.json:
         from workbench.core.files import atomic_write_json
 
@@ -244,47 +238,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _expand_images(items: list[str]) -> list[tuple[Path, str]]:
-    """Image files named on the command line or found in folders, each with a unique output
-    stem (the path inside its folder, '/' -> '__'), so test/good/000.png and
-    test/hole/000.png do not overwrite each other's overlays."""
-    from workbench.core.data.io import IMAGE_SUFFIXES
+    from workbench.core.workflows import expand_images
 
-    found: list[tuple[Path, str]] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not files:
-                raise CliError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in folder {path}")
-            found.extend((p, p.relative_to(path).with_suffix("").as_posix().replace("/", "__")) for p in files)
-        elif path.is_file():
-            found.append((path, path.stem))
-        else:
-            raise CliError(f"Image or folder not found: {path}")
-    # Same names (a.png next to a.jpg, or a.png in two folders given): make each output name
-    # unique, so that no overlay overwrites another.
-    clashes = Counter(stem for _, stem in found)
-    unique: list[tuple[Path, str]] = []
-    used: set[str] = set()
-    for p, stem in found:
-        name = base = stem if clashes[stem] == 1 else f"{stem}_{p.suffix.lstrip('.').lower()}"
-        n = 1
-        while name in used:
-            n += 1
-            name = f"{base}-{n}"
-        used.add(name)
-        unique.append((p, name))
-    return unique
-
-
-def _load_scorer(path: str, device: str | None):
-    """A training package (torch) or an exported folder (onnxruntime), by what the folder holds."""
-    from workbench.core.export import ONNX_FILE, OnnxInferencer
-    from workbench.core.methods.package import load_model
-
-    if (Path(path) / ONNX_FILE).is_file():
-        return OnnxInferencer(path)
-    return load_model(path, device=device)
+    return expand_images(items)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -301,17 +257,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from workbench.core.batch_predict import model_fingerprint, predict_folder
+    from workbench.core.workflows import predict_images
 
-    model = _load_scorer(args.model, args.device)
+    if not Path(args.model).is_dir():
+        raise CliError(f"Model folder not found: {args.model}")
     policy = _run_policy(args)
     items = _expand_images(args.images)
     threshold = args.threshold if args.threshold is not None else policy.ng_threshold
     try:
         with progress_bars(not args.quiet) as bars:
-            summary = predict_folder(model, items, args.out, fingerprint=model_fingerprint(args.model),
-                                     threshold=args.threshold, policy=policy, overlays=not args.no_overlays,
-                                     resume=not args.restart, batch_size=args.batch_size, progress=bars)
+            summary = predict_images(args.model, items, args.out, policy=policy, threshold=args.threshold,
+                                     overlays=not args.no_overlays, resume=not args.restart,
+                                     batch_size=args.batch_size, device=args.device, progress=bars).summary
     except KeyboardInterrupt:
         print(f"interrupted: the rows scored so far are in {Path(args.out) / 'scores.csv'}; "
               "run the same command again to resume.", file=sys.stderr)

@@ -398,3 +398,21 @@ def test_switching_model_away_clears_the_panel(qtbot, real_session):
     qtbot.waitUntil(lambda: panel.data is None, timeout=5_000)
     assert panel.threshold is None and not panel.save_button.isEnabled()
     assert "Train or select a model" in panel.header.text()
+
+
+def test_weak_model_warning_names_stronger_methods(qtbot, session):
+    panel = ThresholdPanel(session)
+    qtbot.addWidget(panel)
+    panel.show()
+    weak = synthetic_evaluation(defects=(("hole", 40, 1.3),))  # defects barely above the good scores
+    weak.image_auroc = 0.70
+    panel.set_data(threshold_data_from_evaluation(weak, pixel=False, image_stats=STATS))
+    assert panel.weak_warning.isVisibleTo(panel)
+    assert "0.700" in panel.weak_warning.text() and "patchcore" in panel.weak_warning.text()
+    strong = synthetic_evaluation()
+    strong.image_auroc = 0.97
+    panel.set_data(threshold_data_from_evaluation(strong, pixel=False, image_stats=STATS))
+    panel.set_threshold(float(np.quantile(panel.data.scores, 0.99)))
+    assert not panel.weak_warning.isVisibleTo(panel)
+    panel.set_threshold(float(np.min(panel.data.scores)))  # rejects every good part
+    assert panel.weak_warning.isVisibleTo(panel) and "rejects 100% of good parts" in panel.weak_warning.text()

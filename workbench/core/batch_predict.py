@@ -132,7 +132,7 @@ def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: s
             scored += len(readable)
             unreadable += len(loaded) - len(readable)
             report(resumed + scored + unreadable)
-    decisions = [r["decision"] for r in _read_rows(csv_path)]
+    decisions = [r["decision"] for r in read_rows(csv_path)]
     return PredictSummary(csv_path, len(items), scored, resumed, unreadable, decisions.count("NG"),
                           tuple(problems), decisions.count("REVIEW"))
 
@@ -180,7 +180,8 @@ def _prefetched_batches(items: Sequence[tuple[Path, str]], batch: int
             yield [(item, fut.result()) for item, fut in zip(items[start:start + batch], current)]
 
 
-def _read_rows(csv_path: Path) -> list[dict[str, str]]:
+def read_rows(csv_path: Path) -> list[dict[str, str]]:
+    """The rows of a scores.csv (one dict per image, keyed by ``CSV_FIELDS``)."""
     with open(csv_path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
@@ -197,7 +198,7 @@ def _prepare_csv(csv_path: Path, run_path: Path, run: dict[str, Any], resume: bo
                 f"{csv_path} was written by {what}. Choose another output folder, or start over "
                 "(the CLI's --restart) to replace it.")
         _cut_torn_line(csv_path)
-        rows = _read_rows(csv_path)
+        rows = read_rows(csv_path)
         if rows and list(rows[0]) != CSV_FIELDS:
             raise ResumeMismatchError(f"{csv_path} has unexpected columns; choose another output folder.")
         return {r["path"] for r in rows}

@@ -75,7 +75,7 @@ def evaluate_predictions(records: list[ImageRecord], scores: np.ndarray, maps: n
     raw_scores = None
     if masked:
         raw_scores = np.asarray(scores)
-        scores = np.array([policy.image_score(s, m, _image_shape(r))  # type: ignore[union-attr]
+        scores = np.array([policy.image_score(s, m, record_shape(r))  # type: ignore[union-attr]
                            for r, s, m in zip(records, raw_scores, maps)], np.float64)
     has_both = labels.any() and not labels.all()
     f1, thr = f1_max(labels, scores) if has_both else (None, None)
@@ -125,7 +125,7 @@ def masked_pixel_pairs(records: list[ImageRecord], maps: np.ndarray, policy: "In
         if record.mask_path is not None:
             mask = read_mask(record.mask_path)
         else:
-            mask = np.zeros(_image_shape(record), bool)
+            mask = np.zeros(record_shape(record), bool)
         masks.append(mask)
         out_maps.append(resize_map(amap, mask.shape))
         valid.append(policy.inspected(mask.shape)[0] if policy is not None else None)
@@ -140,7 +140,7 @@ def pixel_inputs(evaluation: EvalResult, policy: "InspectionPolicy | None" = Non
     return masks, maps, without
 
 
-def _image_shape(record: ImageRecord) -> tuple[int, int]:
+def record_shape(record: ImageRecord) -> tuple[int, int]:
     """(height, width) from the file header, without decoding the pixels."""
     shape = image_dimensions(record.path)
     return shape if shape is not None else read_image(record.path).shape[:2]
