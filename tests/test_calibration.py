@@ -127,3 +127,21 @@ def test_predictions_cache_round_trip_and_staleness(trained, tiny_dataset):
     assert cached.image_auroc == evaluation.image_auroc and cached.aupro == evaluation.aupro
     fewer = dataclasses.replace(tiny_dataset, records=tiny_dataset.records[:-1])
     assert load_predictions(path, fewer) is None  # the test split changed: not reused
+
+
+def test_cache_written_after_training_holds_what_the_threshold_step_needs(trained, tiny_dataset):
+    """The derived results stored with the cache equal what the Threshold step computes afresh."""
+    from workbench.core.predictions import load_predictions, save_predictions
+    from workbench.gui.qtmodels.threshold_data import threshold_data_from_evaluation
+
+    path, _, evaluation = trained
+    save_predictions(path, tiny_dataset, evaluation, derived=True)
+    cached = load_predictions(path, tiny_dataset)
+    assert cached.derived is not None
+    assert cached.metrics() == evaluation.metrics()
+    fast = threshold_data_from_evaluation(cached)
+    fresh = threshold_data_from_evaluation(evaluation)
+    assert fast.pixel_thresholds == fresh.pixel_thresholds
+    np.testing.assert_array_equal(fast.pro.fpr, fresh.pro.fpr)
+    np.testing.assert_array_equal(fast.pro.pro, fresh.pro.pro)
+    assert fast.aupro == fresh.aupro

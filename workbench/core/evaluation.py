@@ -46,10 +46,13 @@ class EvalResult:
     maps: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0, 0), np.float32))
     raw_scores: np.ndarray | None = field(repr=False, default=None)  # before ROI/ignore (None: same)
     masked: bool = False  # an ROI/ignore mask was applied
+    # PRO curve and pixel preset values stored with cached predictions (see core.predictions);
+    # None when computed afresh
+    derived: dict[str, Any] | None = field(repr=False, default=None, compare=False)
 
     def metrics(self) -> dict[str, Any]:
         """JSON-friendly summary (no arrays)."""
-        return {k: v for k, v in asdict(self).items() if k not in {"records", "scores", "maps", "raw_scores"}}
+        return {k: v for k, v in asdict(self).items() if k not in {"records", "scores", "maps", "raw_scores", "derived"}}
 
 
 def evaluate_model(model: "AnomalyModel", dataset: Dataset, progress: ProgressCallback | None = None,

@@ -78,7 +78,7 @@ def train_evaluate_save(dataset: Dataset, method: str, params: dict[str, Any], m
     try:
         save_model(result.model, model_dir)
         if evaluation is not None:
-            save_predictions(model_dir, dataset, evaluation)
+            save_predictions(model_dir, dataset, evaluation, derived=True)
     except BaseException:
         shutil.rmtree(model_dir, ignore_errors=True)
         raise

@@ -84,6 +84,8 @@ class MainWindow(QMainWindow):
         self.threshold_panel.calibrationSaved.connect(lambda _name: self.session.modelsChanged.emit())
         # Review decides with the Threshold step's policy as it is on screen, marked while unsaved.
         self.threshold_panel.policyChanged.connect(self._on_screen_policy)
+        self.review_panel.predictionsShown.connect(
+            lambda: self.threshold_panel.unsaved and self._on_screen_policy(self.threshold_panel.policy(), True))
         self.review_panel.savePolicyRequested.connect(lambda: self.threshold_panel.save_calibration())
         self.review_panel.revertPolicyRequested.connect(self.threshold_panel.revert_policy)
 

@@ -83,6 +83,7 @@ class ReviewPanel(QWidget):
     frameShown = Signal(str)  # label key of the image now on screen (with its overlay)
     savePolicyRequested = Signal()  # the user pressed Save on the unsaved-policy bar
     revertPolicyRequested = Signal()  # ... or Revert
+    predictionsShown = Signal()  # a model's predictions are now shown (at its saved policy)
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -673,11 +674,14 @@ class ReviewPanel(QWidget):
             self.policy_unsaved = False
             self._generation += 1
             self._apply_policy(policy)
+            self._update_policy_bar()
         self._update_recon_control()
         self._fill_filters()
         self._sort_default()
         self.select_row(0)
         self._update_all()
+        if preds is not None:
+            self.predictionsShown.emit()
 
     # ------------------------------------------------------------------ filters and sorting
     def _fill_filters(self) -> None:

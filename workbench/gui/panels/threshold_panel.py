@@ -220,8 +220,9 @@ class ThresholdPanel(QWidget):
                                    "are always stored in raw units.")
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.band_check = QCheckBox("REVIEW band, OK below")
-        self.band_check.setToolTip("Two thresholds: OK below the lower one, NG from the upper one, REVIEW (a person "
+        self.band_check = QCheckBox("OK below")
+        self.band_check.setObjectName("reviewBand")
+        self.band_check.setToolTip("A REVIEW band: OK below this value, NG from the threshold, REVIEW (a person "
                                    "looks) in between")
         self.ok_spin = QDoubleSpinBox()
         self.ok_spin.setObjectName("okThresholdValue")
@@ -286,11 +287,11 @@ class ThresholdPanel(QWidget):
         lay.addLayout(form)
 
         # inspected area
-        self.ignore_button = QPushButton("Ignore region…")
+        self.ignore_button = QPushButton("Ignore…")
         self.ignore_button.setToolTip("Paint where the model must never look (serial numbers, fixtures) over a "
                                       "test image; ignored pixels never raise a score and never count in metrics")
-        self.roi_button = QPushButton("Region of interest…")
-        self.roi_button.setToolTip("Paint the only area to inspect over a test image")
+        self.roi_button = QPushButton("ROI…")
+        self.roi_button.setToolTip("Region of interest: paint the only area to inspect over a test image")
         self.clear_area_button = QPushButton("Clear")
         self.clear_area_button.setToolTip("Inspect the whole image again")
         self.area_label = QLabel("Whole image inspected.")

@@ -129,6 +129,21 @@ def threshold_data_from_evaluation(evaluation: EvalResult, *, pixel: bool = True
     data = ThresholdData(evaluation, labels, scores, roc=roc, pr=pr, image_stats=image_stats, notes=notes)
     if not pixel:
         return data
+    derived = evaluation.derived if area is None or not area.has_masks else None
+    if derived is not None:  # stored with the prediction cache right after training
+        if derived.get("pro") is not None:
+            p = derived["pro"]
+            data.pro = ProCurve(fpr=np.asarray(p["fpr"]), pro=np.asarray(p["pro"]),
+                                thresholds=np.asarray(p["thresholds"]))
+            data.aupro = evaluation.aupro
+        else:
+            data.notes.append("No pixel ground truth (defect masks): the PRO curve and the pixel-F1 "
+                              "threshold are not available.")
+        if evaluation.n_without_mask:
+            data.notes.append(f"{evaluation.n_without_mask} defective image(s) have no mask and are left out "
+                              "of pixel metrics.")
+        data.pixel_thresholds = dict(derived["pixel_presets"])
+        return data
     if report:
         report(1, "pixel ground truth")
     masks, maps, without, valid = masked_pixel_pairs(evaluation.records, evaluation.maps, area)
