@@ -257,3 +257,12 @@ def test_no_ignored_pixel_counts_in_image_scores_pixel_auroc_or_pro(tiny_dataset
     assert masked.image_auroc == pytest.approx(base.image_auroc)
     unmasked = evaluate_predictions(records, hot_scores, hot)
     assert unmasked.pixel_auroc != pytest.approx(base.pixel_auroc)
+
+
+def test_a_model_json_that_is_not_an_object_is_refused_clearly(tmp_path):
+    (tmp_path / "model.json").write_text("[]")
+    with pytest.raises(PolicyError, match="not a model description"):
+        load_policy(tmp_path)
+    (tmp_path / "model.json").write_text('{"thresholds": 3}')
+    with pytest.raises(PolicyError, match="not a model description"):
+        load_policy(tmp_path)

@@ -259,8 +259,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from workbench.core.workflows import predict_images
 
-    if not Path(args.model).is_dir():
-        raise CliError(f"Model folder not found: {args.model}")
+    from workbench.core.workflows import load_scorer
+
+    scorer = load_scorer(args.model, args.device)  # checks the package first: its errors say most
     policy = _run_policy(args)
     items = _expand_images(args.images)
     threshold = args.threshold if args.threshold is not None else policy.ng_threshold
@@ -268,7 +269,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         with progress_bars(not args.quiet) as bars:
             summary = predict_images(args.model, items, args.out, policy=policy, threshold=args.threshold,
                                      overlays=not args.no_overlays, resume=not args.restart,
-                                     batch_size=args.batch_size, device=args.device, progress=bars).summary
+                                     batch_size=args.batch_size, scorer=scorer, progress=bars).summary
     except KeyboardInterrupt:
         print(f"interrupted: the rows scored so far are in {Path(args.out) / 'scores.csv'}; "
               "run the same command again to resume.", file=sys.stderr)

@@ -413,9 +413,13 @@ def read_package_metadata(package_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise PolicyError(f"{path} is missing: {package_dir} is not a model package.")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PolicyError(f"{path} is damaged ({exc}); restore it from a backup or retrain.") from exc
+    if not isinstance(meta, dict) or not isinstance(meta.get("thresholds", {}), dict):
+        raise PolicyError(f"{path} is not a model description (expected a JSON object with a 'thresholds' "
+                          "object); restore it from a backup or retrain.")
+    return meta
 
 
 def load_policy(package_dir: str | Path) -> InspectionPolicy:
