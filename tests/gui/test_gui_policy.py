@@ -150,10 +150,32 @@ def test_ignore_region_recomputes_scores_keeps_thresholds_and_is_saved(qtbot, gu
     assert panel.unsaved and "Ignore region: 50.0%" in panel.area_label.text()
     qtbot.waitUntil(lambda: review.policy is not None and review.policy.ignore is not None, timeout=10_000)
     assert review.policy_unsaved
+    # thresholds half-way between neighbouring scores: torch and onnxruntime differ by ~1e-5, so a
+    # threshold exactly at an image's score could flip that one image
+    ordered = np.sort(panel.data.scores)
+    middle = lambda q: float(ordered[int(q * len(ordered))] + ordered[int(q * len(ordered)) + 1]) / 2  # noqa: E731
+    panel.set_threshold(middle(0.5))
+    panel.set_ok_threshold(middle(0.3))
     assert panel.save_calibration("with-ignore") is not None
     saved = load_policy(model_dir)
     np.testing.assert_array_equal(saved.ignore, ignore)
     assert (model_dir / "ignore_mask.png").is_file()
+    qtbot.waitUntil(lambda: not review.policy_unsaved, timeout=10_000)
+
+    # export, then `workbench predict` on onnxruntime: the same decisions as Review showed
+    import csv
+
+    from workbench.cli import main
+
+    gui_decisions = review_decisions(review)
+    assert {"OK", "REVIEW", "NG"} <= set(gui_decisions.values())
+    onnx_dir = model_dir.parent / "onnx"
+    assert main(["export", "--model", str(model_dir), "--format", "onnx", "--out", str(onnx_dir)]) == 0
+    out = model_dir.parent / "onnx_pred"
+    paths = [str(r.path) for r in panel.data.evaluation.records]
+    assert main(["predict", "--model", str(onnx_dir), *paths, "--out", str(out), "-q", "--no-overlays"]) == 0
+    rows = list(csv.DictReader(open(out / "scores.csv", encoding="utf-8")))
+    assert {r["path"]: r["decision"] for r in rows} == gui_decisions
 
 
 def test_area_editor_paints_with_the_brush(qtbot):
