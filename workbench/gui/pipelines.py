@@ -19,7 +19,8 @@ import numpy as np
 from workbench.core.data import Dataset, DatasetError, load_dataset
 from workbench.core.data.io import list_images
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
-from workbench.core.workflows import TrainingOutcome, expand_images, predict_images, staged, train_evaluate_save
+from workbench.core.workflows import (FolderPrediction, TrainingOutcome, expand_images, predict_images, staged,
+                                      train_evaluate_save)
 
 
 # ----------------------------------------------------------------------------- import
@@ -62,24 +63,22 @@ def load_one_dataset(root: str | Path, category: str | None, layout: str, *,
 # ----------------------------------------------------------------------------- inference
 @dataclass
 class InferenceSummary:
+    """A folder run for the panel: the core's :class:`FolderPrediction` and where it came from."""
+
     model_dir: Path
     source: str
-    paths: list[Path]
-    scores: np.ndarray
-    threshold: float | None
-    seconds: float
-    skipped: list[str] = field(default_factory=list)
-    decisions: list[str] = field(default_factory=list)
-    ok_threshold: float | None = None
-    csv_path: Path | None = None
+    result: FolderPrediction
 
-    @property
-    def n_ng(self) -> int:
-        return self.decisions.count("NG")
-
-    @property
-    def n_review(self) -> int:
-        return self.decisions.count("REVIEW")
+    paths = property(lambda self: self.result.paths)
+    scores = property(lambda self: self.result.scores)
+    decisions = property(lambda self: self.result.decisions)
+    seconds = property(lambda self: self.result.seconds)
+    skipped = property(lambda self: self.result.skipped)
+    n_ng = property(lambda self: self.result.n_ng)
+    n_review = property(lambda self: self.result.n_review)
+    threshold = property(lambda self: self.result.policy.ng_threshold)
+    ok_threshold = property(lambda self: self.result.policy.ok_threshold)
+    csv_path = property(lambda self: self.result.summary.csv_path)
 
     @property
     def ms_per_image(self) -> float:
@@ -128,9 +127,7 @@ def run_inference(model_dir: Path, images: list[Path] | str | Path, source: str,
                             device=device, progress=staged(progress, "Inference"), cancel=cancel)
     if not result.paths:
         raise ValueError(f"None of the {len(paths)} file(s) in {source} could be read.")
-    return InferenceSummary(Path(model_dir), source, result.paths, result.scores, result.policy.ng_threshold,
-                            result.seconds, result.skipped, result.decisions, result.policy.ok_threshold,
-                            result.summary.csv_path)
+    return InferenceSummary(Path(model_dir), source, result)
 
 
 __all__ = ["ImportOutcome", "InferenceSummary", "TrainingOutcome", "import_datasets", "inference_paths",
