@@ -140,9 +140,19 @@ def test_policy_band_min_area_and_ignore_region_through_cli_and_onnx(small_categ
     assert main(["predict", "--model", str(model_dir), str(small_category / "test"), "--out", str(big), "-q"]) == 0
     assert [r["decision"] for r in _rows(big)] == [r["decision"] for r in rows]
     assert all(r["defect_area_px"] == "0" and r["regions"] == "0" for r in _rows(big))
-    overlay_a = cv2.imread(str(next(band.glob("*_overlay.png"))))
-    overlay_b = cv2.imread(str(next(big.glob("*_overlay.png"))))
-    assert overlay_a.shape == overlay_b.shape
+    # ... and to the outline drawn on the overlay (red contour pixels appear only with min area 0)
+    outlined = next(r for r in rows if r["decision"] == "NG" and int(r["defect_area_px"]) > 0)
+    stem = Path(outlined["path"]).relative_to(small_category / "test").with_suffix("").as_posix().replace("/", "__")
+    def red(folder: Path) -> int:
+        bgr = cv2.imread(str(folder / f"{stem}_overlay.png"))
+        return int(((bgr[:, :, 2] == 255) & (bgr[:, :, 1] == 0) & (bgr[:, :, 0] == 0)).sum())
+    assert red(band) > 0 and red(big) == 0
+    onnx_big = tmp_path / "onnx_big"
+    assert main(["export", "--model", str(model_dir), "--format", "onnx", "--out", str(onnx_big)]) == 0
+    big_onnx = tmp_path / "big_onnx"
+    assert main(["predict", "--model", str(onnx_big), str(small_category / "test"), "--out", str(big_onnx), "-q"]) == 0
+    assert all(r["defect_area_px"] == "0" and r["regions"] == "0" for r in _rows(big_onnx))
+    assert red(big_onnx) == 0
 
     # export: the ONNX package carries the policy and decides identically on onnxruntime
     assert main([*calib, "--min-area", "0"]) == 0
