@@ -266,3 +266,12 @@ def test_a_model_json_that_is_not_an_object_is_refused_clearly(tmp_path):
     (tmp_path / "model.json").write_text('{"thresholds": 3}')
     with pytest.raises(PolicyError, match="not a model description"):
         load_policy(tmp_path)
+
+
+def test_same_area_compares_the_inspected_pixels():
+    ignore = np.zeros((4, 4), bool)
+    ignore[0] = True
+    a = InspectionPolicy(ng_threshold=1.0, ignore=ignore)
+    assert a.same_area(a.replace(ng_threshold=2.0)) and InspectionPolicy().same_area(None)
+    assert not a.same_area(InspectionPolicy()) and not a.same_area(a.replace(ignore=~ignore))
+    assert not a.same_area(a.replace(roi=~ignore))

@@ -186,6 +186,14 @@ class InspectionPolicy:
     def has_masks(self) -> bool:
         return self.roi is not None or self.ignore is not None
 
+    def same_area(self, other: "InspectionPolicy | None") -> bool:
+        """Whether ``other`` inspects the same pixels (same ROI and ignore masks): then image
+        scores and pixel metrics are the same under both."""
+        mine = (self.roi, self.ignore)
+        theirs = (None, None) if other is None else (other.roi, other.ignore)
+        return all((x is None and y is None) or (x is not None and y is not None and x.shape == y.shape
+                                                 and bool((x == y).all())) for x, y in zip(mine, theirs))
+
     # --------------------------------------------------------------- the rule
     def verdict(self, score: float) -> str:
         """OK / REVIEW / NG for an image score already corrected for the inspected area."""

@@ -348,6 +348,7 @@ class ReviewPanel(QWidget):
         """Scores (after ROI/ignore), decisions and outlines at ``policy``."""
         assert self.predictions is not None
         result = self.predictions.result
+        same_area = self.policy is not None and policy.same_area(self.policy) and self.model.policy is not None
         self.policy = policy
         self.image_threshold = policy.ng_threshold
         scale = policy.map_scale(fallback_maps=result.maps)
@@ -355,13 +356,16 @@ class ReviewPanel(QWidget):
                                                      else scale.threshold),
                                         COLORMAPS[self.colormap_combo.currentText()], policy.min_defect_area,
                                         policy if policy.ng_threshold is not None else None)
-        scores = result.scores
-        if policy.has_masks:
-            scores = [policy.image_score(s, m, record_shape(r)) for r, s, m in zip(result.records, result.scores,
-                                                                                 result.maps)]
-        root = self.dataset.root if self.dataset else Path(".")
-        keyed = {label_key(root, r.path): (i, float(s)) for i, (r, s) in enumerate(zip(result.records, scores))}
-        self.model.set_scores(keyed, policy if policy.ng_threshold is not None else None)
+        if same_area and policy.ng_threshold is not None:
+            self.model.set_policy(policy)  # same scores: only decisions change (no model reset)
+        else:
+            scores = result.scores
+            if policy.has_masks:
+                scores = [policy.image_score(s, m, record_shape(r))
+                          for r, s, m in zip(result.records, result.scores, result.maps)]
+            root = self.dataset.root if self.dataset else Path(".")
+            keyed = {label_key(root, r.path): (i, float(s)) for i, (r, s) in enumerate(zip(result.records, scores))}
+            self.model.set_scores(keyed, policy if policy.ng_threshold is not None else None)
         self._generation += 1
         self.cache.clear()
         self.loader.clear()
@@ -671,6 +675,7 @@ class ReviewPanel(QWidget):
             if policy.ng_threshold is None and result.f1_threshold is not None:
                 policy = policy.replace(ng_threshold=result.f1_threshold, source="F1-optimal (no threshold saved)")
             self.saved_policy = policy
+            self.policy = None  # new predictions: their scores are set, not only the decisions
             self.policy_unsaved = False
             self._generation += 1
             self._apply_policy(policy)
@@ -1349,3 +1354,4 @@ class ReviewPanel(QWidget):
         if not self.note_edit.hasFocus() or self.note_edit.text() != (label.get("note") or ""):
             self.note_edit.setText(label.get("note") or "")
         self._filling_controls = False
+

@@ -945,7 +945,7 @@ class ThresholdPanel(QWidget):
         if self.data is None or self.data.saved_policy is None:
             return
         saved = self.data.saved_policy
-        if _same_area(saved, self.data.area):
+        if saved.same_area(self.data.area):
             if self.data.active_calibration in self.data.calibrations:
                 self.load_calibration(self.data.active_calibration)
             elif saved.ng_threshold is not None:
@@ -1173,10 +1173,3 @@ class ThresholdPanel(QWidget):
         if group is not None:
             group.blockSignals(False)
 
-
-def _same_area(a: InspectionPolicy | None, b: InspectionPolicy | None) -> bool:
-    """Whether two policies inspect the same pixels (same ROI and ignore masks)."""
-    def masks(p):
-        return (None, None) if p is None else (p.roi, p.ignore)
-    return all((x is None and y is None) or (x is not None and y is not None and x.shape == y.shape
-                                             and bool((x == y).all())) for x, y in zip(masks(a), masks(b)))
