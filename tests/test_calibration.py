@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from workbench.core.calibration import (
-    bootstrap_rates,
+    rate_intervals,
     calibrate,
     choose_threshold,
     load_calibrations,
@@ -52,13 +52,13 @@ def test_max_f1_preset_matches_metric():
     assert confusion_at(labels, scores, t).f1 == pytest.approx(f1_max(labels, scores)[0])
 
 
-def test_bootstrap_interval_covers_true_rate_at_stated_coverage():
+def test_exact_interval_covers_true_rate_at_stated_coverage():
     rng = np.random.default_rng(1)
     true_recall, true_far, hits_recall, hits_far, trials = 0.8, 0.1, 0, 0, 300
     for trial in range(trials):
         labels = np.r_[np.zeros(200, bool), np.ones(100, bool)]
         flagged = np.r_[rng.random(200) < true_far, rng.random(100) < true_recall]
-        iv = bootstrap_rates(labels, flagged.astype(float), 0.5, n_boot=500, seed=trial)
+        iv = rate_intervals(labels, flagged.astype(float), 0.5)
         hits_recall += iv["recall"].low <= true_recall <= iv["recall"].high
         hits_far += iv["false_alarm_rate"].low <= true_far <= iv["false_alarm_rate"].high
     assert abs(hits_recall / trials - 0.95) < 0.05
@@ -127,3 +127,21 @@ def test_predictions_cache_round_trip_and_staleness(trained, tiny_dataset):
     assert cached.image_auroc == evaluation.image_auroc and cached.aupro == evaluation.aupro
     fewer = dataclasses.replace(tiny_dataset, records=tiny_dataset.records[:-1])
     assert load_predictions(path, fewer) is None  # the test split changed: not reused
+
+
+def test_cache_written_after_training_holds_what_the_threshold_step_needs(trained, tiny_dataset):
+    """The derived results stored with the cache equal what the Threshold step computes afresh."""
+    from workbench.core.predictions import load_predictions, save_predictions
+    from workbench.gui.qtmodels.threshold_data import threshold_data_from_evaluation
+
+    path, _, evaluation = trained
+    save_predictions(path, tiny_dataset, evaluation, derived=True)
+    cached = load_predictions(path, tiny_dataset)
+    assert cached.derived is not None
+    assert cached.metrics() == evaluation.metrics()
+    fast = threshold_data_from_evaluation(cached)
+    fresh = threshold_data_from_evaluation(evaluation)
+    assert fast.pixel_thresholds == fresh.pixel_thresholds
+    np.testing.assert_array_equal(fast.pro.fpr, fresh.pro.fpr)
+    np.testing.assert_array_equal(fast.pro.pro, fresh.pro.pro)
+    assert fast.aupro == fresh.aupro

@@ -211,7 +211,8 @@ def test_gui_training_saves_into_a_fresh_workspace_folder_and_never_deletes_a_fo
     from workbench.core.jobs import CancelToken
     from workbench.gui import pipelines
 
-    monkeypatch.setattr(pipelines, "train_model", lambda *a, **k: training.TrainResult(padim, 0.1, 3, 0))
+    # the GUI's training job is the core workflow, which looks train_model up at call time
+    monkeypatch.setattr(training, "train_model", lambda *a, **k: training.TrainResult(padim, 0.1, 3, 0))
 
     class NoTest:
         test: list = []

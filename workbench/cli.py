@@ -15,7 +15,6 @@ import math
 import os
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -210,21 +209,61 @@ def _check_model_out(args: argparse.Namespace, dataset) -> None:
                      inputs=[("the dataset", args.data), ("the dataset", dataset.root)])
 
 
+def _run_policy(args: argparse.Namespace):
+    """The model's inspection policy, with this run's --roi / --ignore masks (if given) in place of its own."""
+    from workbench.core.calibration.policy import load_mask_image, load_policy
+
+    policy = load_policy(args.model)
+    changes = {}
+    if getattr(args, "roi", None):
+        changes["roi"] = load_mask_image(args.roi)
+    if getattr(args, "ignore", None):
+        changes["ignore"] = load_mask_image(args.ignore)
+    return policy.replace(**changes) if changes else policy
+
+
+def _pct(iv: dict | None) -> str:
+    if iv is None:
+        return "n/a"
+    return f"{iv['estimate']:.1%} ({iv['k']}/{iv['n']}; 95% CI {iv['low']:.1%}-{iv['high']:.1%})"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from workbench.core.evaluation import evaluate_model
     from workbench.core.methods.package import load_model
+    from workbench.core.workflows import evaluate_at_policy
 
     model = load_model(args.model, device=args.device)
+    policy = _run_policy(args)
     dataset = _load_dataset(args)
     with progress_bars(not args.quiet) as bars:
-        result = evaluate_model(model, dataset, progress=bars)
-    metrics = {"model": str(args.model), "method": model.name, "dataset": dataset.name, **result.metrics()}
+        checked = evaluate_at_policy(args.model, dataset, policy=policy, model=model, use_cache=False, progress=bars)
+    result, at_policy = checked.evaluation, checked.report
+    metrics = {"model": str(args.model), "method": model.name, "dataset": dataset.name, **checked.to_json()}
     print(f"{model.title} on {dataset.name}: image AUROC {_fmt(result.image_auroc)}, pixel AUROC "
           f"{_fmt(result.pixel_auroc)}, AUPRO {_fmt(result.aupro)}, F1-max {_fmt(result.f1_max)} at "
           f"threshold {_fmt(result.f1_threshold, 4)}; {result.ms_per_image:.1f} ms/image "
           f"({result.n_good} good, {result.n_defect} defective test images)")
+    if result.masked:
+        print("ROI/ignore masks applied: image scores ignore the masked-out pixels, which are also left out "
+              "of pixel AUROC and AUPRO")
     if result.n_without_mask:
         print(f"note: {result.n_without_mask} defective image(s) have no mask and are left out of pixel metrics")
+    if at_policy is None:
+        print("The model has no threshold: calibrate it to see decisions at its policy.")
+    else:
+        band = "" if policy.ok_threshold is None else f", OK below {policy.ok_threshold:.6g} (REVIEW between)"
+        print(f"At the active policy ({policy.source or 'no source'}: NG from {policy.ng_threshold:.6g}{band}):")
+        print(f"  {'':8} {'OK':>6} {'REVIEW':>6} {'NG':>6}")
+        for truth in ("good", "defect"):
+            row = at_policy["confusion"][truth]
+            print(f"  {truth:<8} {row['OK']:>6} {row['REVIEW']:>6} {row['NG']:>6}")
+        rates = at_policy["rates"]
+        for key, label in (("recall", "recall (not passed as OK)"), ("false_alarm_rate", "false alarms (good -> NG)"),
+                           ("escape_rate", "escapes (defect -> OK)"), ("review_rate", "sent to REVIEW"),
+                           ("precision", "precision of NG")):
+            print(f"  {label:<27} {_pct(rates.get(key))}")
+    if checked.warning:
+        print(f"warning: {checked.warning}")
     if args.json:
         from workbench.core.files import atomic_write_json
 
@@ -239,30 +278,47 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from workbench.core.methods.package import load_model
 
     if args.target_fpr is not None:
-        preset, target = "false_alarm", args.target_fpr
+        preset, target = ("guaranteed_fpr" if args.confidence is not None else "false_alarm"), args.target_fpr
     elif args.target_recall is not None:
         preset, target = "recall", args.target_recall
     elif args.threshold is not None:
         preset, target = "manual", args.threshold
     else:
         preset, target = "max_f1", None
+    if args.confidence is not None and args.target_fpr is None:
+        raise CliError("--confidence goes with --target-fpr (a false-alarm rate guaranteed with that confidence).")
     model = load_model(args.model, device=args.device)
+    policy = _run_policy(args)
     dataset = _load_dataset(args)
     with progress_bars(not args.quiet) as bars:
-        evaluation = evaluate_model(model, dataset, progress=bars)
+        evaluation = evaluate_model(model, dataset, progress=bars, policy=policy)
     cal = calibrate(evaluation, preset, target, name=args.name, pixel_preset=args.pixel,
                     min_defect_area=args.min_area, normalization=args.normalization,
                     image_stats=model.metadata.get("score_stats", {}).get("image"),
-                    data={"dataset": dataset.name, "root": str(dataset.root), "split": "test"})
-    save_calibration(args.model, cal)
+                    data={"dataset": dataset.name, "root": str(dataset.root), "split": "test"},
+                    ok_threshold=args.ok_threshold, ok_recall=args.ok_recall,
+                    confidence=args.confidence if args.confidence is not None else 0.95,
+                    policy=policy, method=model.name)
+    save_calibration(args.model, cal, policy=policy)
     c, iv = cal.confusion, cal.intervals
     def ci(key: str) -> str:
         return f" (95% CI {iv[key]['low']:.1%}-{iv[key]['high']:.1%})" if key in iv else ""
+    band = "" if cal.ok_threshold is None else f"; OK below {cal.ok_threshold:.6g}, REVIEW in between"
     print(f"Calibration '{cal.name}' ({preset}{'' if target is None else f' {target}'}): image threshold "
-          f"{cal.image_threshold:.6g}; pixel threshold "
-          f"{'unset' if cal.pixel_threshold is None else f'{cal.pixel_threshold:.6g}'}")
+          f"{cal.image_threshold:.6g}{band}; pixel threshold "
+          f"{'unset' if cal.pixel_threshold is None else f'{cal.pixel_threshold:.6g}'}; minimum defect area "
+          f"{cal.min_defect_area} px")
+    if preset == "guaranteed_fpr":
+        print(f"  Guarantee: on new good parts from the same process, the false-alarm rate exceeds "
+              f"{target:.2%} with probability at most {1 - cal.confidence:.0%} "
+              f"(distribution-free, from {cal.data['n_good']} good images).")
     print(f"  TP {c['tp']}  FP {c['fp']}  TN {c['tn']}  FN {c['fn']}   recall {c['recall']:.1%}{ci('recall')}   "
           f"false alarms {c['false_alarm_rate']:.1%}{ci('false_alarm_rate')}   precision {c['precision']:.1%}")
+    if cal.ok_threshold is not None and "review_rate" in iv:
+        print(f"  sent to REVIEW {iv['review_rate']['estimate']:.1%}{ci('review_rate')}")
+    masks = [k for k in ("roi", "ignore") if cal.masks.get(k)]
+    if masks:
+        print(f"  {' and '.join(masks)} mask stored in the model package")
     for warning in cal.warnings:
         print(f"warning: {warning}")
     print(f"Saved into {Path(args.model) / 'model.json'} as the active calibration.")
@@ -274,59 +330,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _expand_images(items: list[str]) -> list[tuple[Path, str]]:
-    """Image files named on the command line or found in folders, each with a unique output
-    stem (the path inside its folder, '/' -> '__'), so test/good/000.png and
-    test/hole/000.png do not overwrite each other's overlays."""
-    from workbench.core.data.io import IMAGE_SUFFIXES, real_folder_key
+    from workbench.core.workflows import expand_images
 
-    found: list[tuple[Path, str]] = []
-    seen: set[tuple[Path, str]] = set()
-
-    def first_time(p: Path) -> bool:  # a link to a folder already given must not count its images twice
-        real = real_folder_key(p)
-        if real in seen:
-            return False
-        seen.add(real)
-        return True
-
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            if not files:
-                raise CliError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in folder {path}")
-            files = [p for p in files if first_time(p)]
-            found.extend((p, p.relative_to(path).with_suffix("").as_posix().replace("/", "__")) for p in files)
-        elif path.is_file():
-            if first_time(path):
-                found.append((path, path.stem))
-        else:
-            raise CliError(f"Image or folder not found: {path}")
-    # Same names (a.png next to a.jpg, or a.png in two folders given): make each output name
-    # unique, so that no overlay overwrites another.
-    clashes = Counter(stem for _, stem in found)
-    unique: list[tuple[Path, str]] = []
-    used: set[str] = set()
-    for p, stem in found:
-        name = base = stem if clashes[stem] == 1 else f"{stem}_{p.suffix.lstrip('.').lower()}"
-        n = 1
-        while name in used:
-            n += 1
-            name = f"{base}-{n}"
-        used.add(name)
-        unique.append((p, name))
-    return unique
-
-
-def _load_scorer(path: str, device: str | None):
-    """A training package (torch) or an exported folder (onnxruntime), by what the folder holds."""
-    from workbench.core.export.runtime import OnnxInferencer, is_exported_package
-
-    if is_exported_package(path):
-        return OnnxInferencer(path)  # torch-free: the Inspector bundle has no torch
-    from workbench.core.methods.package import load_model
-
-    return load_model(path, device=device)
+    return expand_images(items)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -339,28 +345,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = load_model(args.model, device="cpu")
     if not model.exportable:
         raise CliError(f"{model.title} cannot be exported to ONNX: its inference is not a single forward pass.")
-    out = export_onnx(model, args.out, overwrite=args.overwrite, inputs=[("the model folder", args.model)])
+    out = export_onnx(model, args.out, overwrite=args.overwrite, inputs=[("the model folder", args.model)],
+                      package_dir=args.model)
     print(f"Exported {model.title} to {out / 'model.onnx'} (metadata in {out / 'model.json'}). "
           f"Score with: workbench predict --model {out} IMAGES --out DIR")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from workbench.core.batch_predict import model_fingerprint, predict_folder
     from workbench.core.results_csv import safe_text
+    from workbench.core.workflows import load_scorer, predict_images
 
-    model = _load_scorer(args.model, args.device)
+    scorer = load_scorer(args.model, args.device)  # checks the package first: its errors say most
+    policy = _run_policy(args)
     items = _expand_images(args.images)
-    threshold = args.threshold
-    if threshold is None:
-        threshold = model.metadata.get("thresholds", {}).get("image", {}).get("value")
+    threshold = args.threshold if args.threshold is not None else policy.ng_threshold
     inputs = [("the model folder", args.model)] + [("the image folder", i) for i in args.images if Path(i).is_dir()]
     try:
         with progress_bars(not args.quiet) as bars:
-            summary = predict_folder(model, items, args.out, fingerprint=model_fingerprint(args.model),
-                                     threshold=threshold, overlays=not args.no_overlays,
-                                     resume=not args.restart, batch_size=args.batch_size, progress=bars,
-                                     inputs=inputs)
+            summary = predict_images(args.model, items, args.out, policy=policy, threshold=args.threshold,
+                                     overlays=not args.no_overlays, resume=not args.restart,
+                                     batch_size=args.batch_size, scorer=scorer, progress=bars,
+                                     inputs=inputs).summary
     except KeyboardInterrupt:
         print(f"interrupted: the rows scored so far are in {Path(args.out) / 'scores.csv'}; "
               "run the same command again to resume.", file=sys.stderr)
@@ -368,6 +374,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for problem in summary.problems:
         print(f"skipped: {safe_text(problem)}", file=sys.stderr)
     thr_text = "no threshold in the model" if threshold is None else f"threshold {threshold:.4g}"
+    if policy.ok_threshold is not None and args.threshold is None:
+        thr_text += f", OK below {policy.ok_threshold:.4g}; {summary.n_review} REVIEW"
     resumed = f", {summary.resumed} already done earlier" if summary.resumed else ""
     bad = f", {summary.unreadable} unreadable" if summary.unreadable else ""
     failed = f", {summary.failed} failed (decision 'error')" if summary.failed else ""
@@ -454,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--layout", default="auto", choices=["auto", "mvtec", "visa", "folder"],
                        help="dataset layout (default: detect)")
 
+    def mask_args(p: argparse.ArgumentParser, scope: str) -> None:
+        p.add_argument("--roi", metavar="MASK.png",
+                       help=f"inspect only inside the white area of this image (original image size; {scope})")
+        p.add_argument("--ignore", metavar="MASK.png",
+                       help=f"never inspect the white area of this image (original image size; {scope})")
+
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", help="'cpu' or 'cuda' (default: CUDA when available)")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -480,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder")
     data_args(p)
     p.add_argument("--json", help="also write the metrics to this JSON file")
+    mask_args(p, "for this run")
     common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -492,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true",
                    help="start scores.csv afresh (default: resume, skipping images already in it)")
     p.add_argument("--batch-size", type=count(1), help="images per batch (default: the model's)")
+    mask_args(p, "for this run")
     common(p)
     p.set_defaults(func=cmd_predict)
 
@@ -499,17 +515,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder")
     data_args(p)
     goal = p.add_mutually_exclusive_group()
-    goal.add_argument("--target-fpr", type=fraction, help="lowest threshold with false-alarm rate <= this on good images")
+    goal.add_argument("--target-fpr", type=fraction,
+                      help="lowest threshold with false-alarm rate <= this on good images; with --confidence, "
+                           "a threshold whose false-alarm rate on NEW good parts is <= this with that confidence")
     goal.add_argument("--target-recall", type=fraction, help="highest threshold with recall >= this on defects")
     goal.add_argument("--max-f1", action="store_true", help="threshold with the best F1 (default)")
     goal.add_argument("--threshold", type=finite_float, help="a manual threshold in raw score units")
     p.add_argument("--pixel", default="f1", choices=["f1", "good_max", "none"],
                    help="pixel threshold for defect outlines: best pixel F1, above every good pixel, or none")
-    p.add_argument("--min-area", type=count(0), default=0, help="smallest defect region in pixels to outline")
+    p.add_argument("--confidence", type=fraction,
+                   help="with --target-fpr: guarantee the rate with this confidence (e.g. 0.95); refuses when "
+                        "there are too few good images and says how many are needed")
+    band = p.add_mutually_exclusive_group()
+    band.add_argument("--ok-threshold", type=finite_float,
+                      help="OK below this raw score; scores between it and the NG threshold go to REVIEW")
+    band.add_argument("--ok-recall", type=fraction,
+                      help="highest OK threshold that still sends this share of defective parts to REVIEW or NG")
+    p.add_argument("--min-area", type=count(0), default=0,
+                   help="smallest defect region (pixels of the original image) to outline and count")
     p.add_argument("--normalization", default="raw", choices=["raw", "minmax", "quantile"],
                    help="score scale shown to users (thresholds are stored in raw units too)")
     p.add_argument("--name", default="default", help="calibration name (several can be kept)")
     p.add_argument("--json", help="also write the calibration to this JSON file")
+    mask_args(p, "stored in the model")
     common(p)
     p.set_defaults(func=cmd_calibrate)
 

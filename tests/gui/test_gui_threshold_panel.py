@@ -19,7 +19,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from workbench.core.calibration import (
-    bootstrap_rates, calibrate, choose_threshold, denormalize, load_calibrations, normalize_scores,
+    rate_intervals, calibrate, choose_threshold, denormalize, load_calibrations, normalize_scores,
     sample_size_warning,
 )
 from workbench.core.data import ImageRecord
@@ -236,11 +236,11 @@ def test_typing_a_value_moves_the_line(qtbot, synth):
     assert synth.histogram.line.value() == pytest.approx(1.75)
     assert synth.current_preset() == "manual"
     assert_matrix_shows(synth, 1.75)
-    # the ROC and PR markers sit at the operating point with the bootstrap intervals around it
+    # the ROC and PR markers sit at the operating point with the exact intervals around it
     c = synth.confusion()
     assert synth.roc_plot.point_position() == pytest.approx((c.false_alarm_rate, c.recall))
     assert synth.pr_plot.point_position() == pytest.approx((c.recall, c.precision))
-    ci = bootstrap_rates(*labels_scores(synth), 1.75)
+    ci = rate_intervals(*labels_scores(synth), 1.75)
     low, high = 100 * ci["recall"].low, 100 * ci["recall"].high
     assert synth.confusion_view.intervals["recall"].text() == f"{low:.1f}–{high:.1f}%"
     assert synth.confusion_view.intervals["escape_rate"].text() == f"{100 - high:.1f}–{100 - low:.1f}%"
@@ -398,3 +398,21 @@ def test_switching_model_away_clears_the_panel(qtbot, real_session):
     qtbot.waitUntil(lambda: panel.data is None, timeout=5_000)
     assert panel.threshold is None and not panel.save_button.isEnabled()
     assert "Train or select a model" in panel.header.text()
+
+
+def test_weak_model_warning_names_stronger_methods(qtbot, session):
+    panel = ThresholdPanel(session)
+    qtbot.addWidget(panel)
+    panel.show()
+    weak = synthetic_evaluation(defects=(("hole", 40, 1.3),))  # defects barely above the good scores
+    weak.image_auroc = 0.70
+    panel.set_data(threshold_data_from_evaluation(weak, pixel=False, image_stats=STATS))
+    assert panel.weak_warning.isVisibleTo(panel)
+    assert "0.700" in panel.weak_warning.text() and "patchcore" in panel.weak_warning.text()
+    strong = synthetic_evaluation()
+    strong.image_auroc = 0.97
+    panel.set_data(threshold_data_from_evaluation(strong, pixel=False, image_stats=STATS))
+    panel.set_threshold(float(np.quantile(panel.data.scores, 0.99)))
+    assert not panel.weak_warning.isVisibleTo(panel)
+    panel.set_threshold(float(np.min(panel.data.scores)))  # rejects every good part
+    assert panel.weak_warning.isVisibleTo(panel) and "rejects 100% of good parts" in panel.weak_warning.text()

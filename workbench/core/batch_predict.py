@@ -6,7 +6,11 @@ batches in memory: images are read by a small thread pool one batch ahead of the
 CSV rows are appended and flushed to disk. A run that is killed or cancelled leaves a CSV
 of complete rows (a torn last line is cut off on resume); running the same command again
 skips every image already in the CSV. A small ``predict_run.json`` beside the CSV records
-which model and threshold wrote it, so a resume never mixes decisions of two models.
+which model and inspection policy wrote it, so a resume never mixes decisions of two models.
+
+Each row's decision, region count and defect area come from the model's
+:class:`~workbench.core.calibration.policy.InspectionPolicy` (OK / REVIEW / NG band, minimum
+defect area, ROI and ignore masks), the same rule the GUI and ``evaluate`` use.
 """
 
 from __future__ import annotations
@@ -26,16 +30,18 @@ import numpy as np
 from workbench.core.data import ImageReadError, read_image
 from workbench.core.files import atomic_write_json, check_output_dir
 from workbench.core.formats import PREDICT_RUN, PredictRunError, PredictRunJson, read_json_file, validate
+from workbench.core.calibration.policy import InspectionPolicy, MapScale
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
-from workbench.core.results_csv import CSV_FIELDS, ResultsCsv, display_path, safe_text
-from workbench.core.visualize import MapScale, defect_region, draw_outline, heat_overlay
+from workbench.core.results_csv import CSV_FIELDS, ResultsCsv, display_path, read_valid_rows, safe_text
+from workbench.core.visualize import annotate, draw_outline, heat_overlay
 
 CSV_FILE = "scores.csv"
 RUN_FILE = "predict_run.json"
 MAX_NAME_BYTES = 200  # overlay file names are shortened with a hash beyond this (most file systems allow 255)
+MASK_RESIZED_NOTE = "ROI/ignore mask resized to this image"
 
 __all__ = ["CSV_FIELDS", "PredictRunError", "PredictSummary", "ResumeMismatchError", "model_fingerprint",
-           "overlay_name", "predict_folder"]
+           "overlay_name", "predict_folder", "read_rows"]
 
 
 class Scorer(Protocol):
@@ -62,6 +68,7 @@ class PredictSummary:
     problems: tuple[str, ...] = ()  # why each unreadable or failed image of this call could not be scored
     failed: int = 0     # recorded as 'error' in this call (non-finite score, overlay not writable)
     repaired: int = 0   # damaged rows dropped from the CSV on resume (their images were scored again)
+    n_review: int = 0   # REVIEW decisions in the whole CSV
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -70,14 +77,16 @@ def model_fingerprint(model_dir: str | Path) -> str:
 
 
 def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: str | Path, *,
-                   fingerprint: str, threshold: float | None = None, overlays: bool = True,
-                   resume: bool = True, batch_size: int | None = None,
+                   fingerprint: str, threshold: float | None = None, policy: InspectionPolicy | None = None,
+                   overlays: bool = True, resume: bool = True, batch_size: int | None = None,
                    progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
                    inputs: Sequence[tuple[str, str | Path]] = ()) -> PredictSummary:
     """Score ``items`` (path, unique output stem) into ``out_dir/scores.csv`` (+ overlay PNGs).
 
-    With ``resume`` (the default) images already in an existing CSV of the same model and
-    threshold are skipped; with ``resume=False`` the CSV is started afresh. ``out_dir`` must be
+    ``policy`` decides each image (default: the scorer's own, from its metadata and, for masks,
+    its ``directory``); ``threshold`` replaces its NG threshold (dropping a band that would lie
+    above it). With ``resume`` (the default) images already in an existing CSV of the same model
+    and policy are skipped; with ``resume=False`` the CSV is started afresh. ``out_dir`` must be
     new, empty or an earlier predict run, and none of ``inputs`` (the model, image folders).
     Raises ``Cancelled`` between batches when ``cancel`` is set; every finished row is on disk
     then. A second call on the same ``out_dir`` while this one runs raises PredictRunError.
@@ -87,7 +96,14 @@ def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: s
     out_dir = Path(out_dir)
     check_output_dir(out_dir, PREDICT_RUN, overwrite=True, inputs=inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = {"model_fingerprint": fingerprint, "threshold": threshold, "overlays": overlays}
+    if policy is None:
+        policy = InspectionPolicy.from_metadata(scorer.metadata, getattr(scorer, "directory", None))
+    if threshold is not None:
+        ok = policy.ok_threshold
+        policy = policy.replace(ng_threshold=threshold, ok_threshold=ok if ok is not None and ok <= threshold else None,
+                                source="--threshold")
+    run = {"model_fingerprint": fingerprint, "threshold": policy.ng_threshold, "policy": policy.fingerprint(),
+           "overlays": overlays}
     with ResultsCsv(out_dir / CSV_FILE) as results:
         _check_run(out_dir / RUN_FILE, results, run, resume)
         fresh = not (resume and results.has_rows())
@@ -96,16 +112,16 @@ def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: s
             atomic_write_json(out_dir / RUN_FILE, run)
         todo = [(p, stem) for p, stem in items if display_path(p) not in done]
         resumed = len(items) - len(todo)
-        counts = _score_all(scorer, todo, results, out_dir if overlays else None, threshold, batch_size,
+        counts = _score_all(scorer, todo, results, out_dir if overlays else None, policy, batch_size,
                             make_reporter(progress, "predict", len(items)), resumed, cancel)
-        n_ng = sum(row["decision"] == "NG" for row in results.rows())
+        decisions = [row["decision"] for row in results.rows()]
     scored, unreadable, failed, problems = counts
-    return PredictSummary(results.path, len(items), scored, resumed, unreadable, n_ng, tuple(problems),
-                          failed, results.repaired)
+    return PredictSummary(results.path, len(items), scored, resumed, unreadable, decisions.count("NG"),
+                          tuple(problems), failed, results.repaired, decisions.count("REVIEW"))
 
 
 def _check_run(run_path: Path, results: ResultsCsv, run: dict[str, Any], resume: bool) -> None:
-    """Refuse to resume a CSV written by another model, threshold or overlay setting."""
+    """Refuse to resume a CSV written by another model, policy or overlay setting."""
     if not (resume and results.has_rows()):
         return
     previous = None
@@ -115,19 +131,23 @@ def _check_run(run_path: Path, results: ResultsCsv, run: dict[str, Any], resume:
         previous = validate(PredictRunJson, data, run_path, PredictRunError,
                             "Choose another output folder, or start over (the CLI's --restart).").model_dump()
         previous = {k: previous.get(k) for k in run}
+        if previous["policy"] is None:  # written before inspection policies: other columns and decisions
+            raise PredictRunError(f"{results.path} has the columns of another version or tool (written before "
+                                  "inspection policies). Choose another output folder, or start over (the CLI's "
+                                  "--restart).")
     if previous != run:
         what = "an unknown run" if previous is None else (
             "another model" if previous.get("model_fingerprint") != run["model_fingerprint"]
-            else "another threshold or overlay setting")
+            else "another threshold, inspection policy or overlay setting")
         raise ResumeMismatchError(
             f"{results.path} was written by {what}. Choose another output folder, or start over "
             "(the CLI's --restart) to replace it.")
 
 
 def _score_all(scorer: Scorer, todo: Sequence[tuple[Path, str]], results: ResultsCsv, overlay_dir: Path | None,
-               threshold: float | None, batch_size: int | None, report, resumed: int,
+               policy: InspectionPolicy, batch_size: int | None, report, resumed: int,
                cancel: CancelToken | None) -> tuple[int, int, int, list[str]]:
-    scale = MapScale.from_metadata(scorer.metadata) if "score_stats" in scorer.metadata else None
+    scale = policy.map_scale() if policy.pixel_stats else None
     batch = max(1, int(batch_size or scorer.params.get("batch_size", 8)))
     report(resumed, f"{resumed} already scored" if resumed else "")
     scored = unreadable = failed = 0
@@ -139,14 +159,17 @@ def _score_all(scorer: Scorer, todo: Sequence[tuple[Path, str]], results: Result
         results_by_path: dict[Path, dict[str, Any]] = {}
         if readable:
             scores, maps = scorer.predict([image for _, image in readable])
-            scale_b = scale or MapScale.from_metadata({}, _finite_maps(maps))
+            scale_b = scale or policy.map_scale(_finite_maps(maps))
+            # no good-image statistics: outline from this batch's map scale, as the heat map shows
+            policy_b = policy if policy.outline_threshold is not None else policy.replace(
+                pixel_threshold=scale_b.threshold)
             for ((path, stem), image), score, amap in zip(readable, scores, maps):
-                results_by_path[path] = _score_row(path, stem, image, float(score), amap, threshold, scale_b,
+                results_by_path[path] = _score_row(path, stem, image, float(score), amap, policy_b, scale_b,
                                                    overlay_dir)
         rows = []
         for (path, _), image in loaded:
-            row = results_by_path.get(path) or {"path": display_path(path), "score": "", "decision": "unreadable",
-                                                "defect_area_px": "", "error": image}
+            row = results_by_path.get(path) or {"path": display_path(path), "decision": "unreadable",
+                                                "error": image}
             rows.append(row)
             if row["decision"] in ("unreadable", "error"):
                 problems.append(row["error"])
@@ -177,20 +200,20 @@ def overlay_name(stem: str) -> str:
 
 def _error_row(path: Path, score: float, reason: str) -> dict[str, Any]:
     return {"path": display_path(path), "score": "" if not math.isfinite(score) else f"{score:.6g}",
-            "decision": "error", "defect_area_px": "", "error": f"{display_path(path)}: {reason}"}
+            "decision": "error", "error": f"{display_path(path)}: {reason}"}
 
 
 def _score_row(path: Path, stem: str, image: np.ndarray, score: float, amap: np.ndarray,
-               threshold: float | None, scale: MapScale, overlay_dir: Path | None) -> dict[str, Any]:
-    if not math.isfinite(score):  # NaN never satisfies score >= threshold: it must never pass as OK
+               policy: InspectionPolicy, scale: MapScale, overlay_dir: Path | None) -> dict[str, Any]:
+    decision = policy.decide(score, amap, image.shape[:2])
+    if decision.verdict == "error":  # the policy's invariant: a non-finite score is never OK
         return _error_row(path, score, f"the model gave a non-finite score ({score}); check the model "
                           "(retrain or re-export it) and the image")
-    decision = "" if threshold is None else ("NG" if score >= threshold else "OK")
-    region = defect_region(amap, scale.threshold, image.shape[:2])
     if overlay_dir is not None:
         vis = heat_overlay(image, scale.normalize(np.nan_to_num(amap, nan=scale.threshold)), alpha=0.45)
-        if decision != "OK":
-            vis = draw_outline(vis, region)
+        if decision.verdict != "OK":
+            vis = draw_outline(vis, decision.region)
+        vis = annotate(vis, f"{decision.score:.4g} {decision.verdict or 'no threshold'}", decision.verdict)
         ok, png = cv2.imencode(".png", vis[:, :, ::-1])
         if not ok:
             raise OSError(f"Could not encode the overlay of {display_path(path)}")
@@ -200,8 +223,9 @@ def _score_row(path: Path, stem: str, image: np.ndarray, score: float, amap: np.
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                 raise  # the disk, not this image: stop, the rows so far are kept
             return _error_row(path, score, f"its overlay cannot be written ({exc.strerror or exc})")
-    return {"path": display_path(path), "score": f"{score:.6g}", "decision": decision,
-            "defect_area_px": int(region.sum()) if decision != "OK" else 0, "error": ""}
+    return {"path": display_path(path), "score": f"{decision.score:.6g}", "decision": decision.verdict,
+            "regions": decision.regions, "defect_area_px": decision.defect_area_px,
+            "note": MASK_RESIZED_NOTE if decision.mask_resized else "", "error": ""}
 
 
 def _read_one(path: Path) -> np.ndarray | str:
@@ -230,3 +254,8 @@ def _prefetched_batches(items: Sequence[tuple[Path, str]], batch: int
             if i + 1 < len(starts):
                 pending = submit(starts[i + 1])
             yield [(item, fut.result()) for item, fut in zip(items[start:start + batch], current)]
+
+
+def read_rows(csv_path: Path) -> list[dict[str, str]]:
+    """The valid rows of a scores.csv (one dict per image, keyed by ``CSV_FIELDS``; damaged lines left out)."""
+    return read_valid_rows(csv_path)

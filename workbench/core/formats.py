@@ -76,11 +76,29 @@ class ThresholdJson(_Schema):
     source: str | None = None
 
 
+def _file_in_package(name: str | None) -> str | None:
+    """A file the package refers to must be a plain name inside the package folder."""
+    if name is not None and (not name or Path(name).name != name or name in (".", "..")):
+        raise ValueError(f"must be a file name inside the package folder, not {name!r}")
+    return name
+
+
 class ThresholdsJson(_Schema):
+    """The inspection policy (see ``calibration.policy``): written by ``InspectionPolicy.to_json``."""
+
+    version: PositiveInt | None = None
     image: ThresholdJson | None = None
+    ok: ThresholdJson | None = None
     pixel: ThresholdJson | None = None
     min_defect_area: NonNegativeInt = 0
     normalization: str = "raw"
+    roi_mask: str | None = None
+    ignore_mask: str | None = None
+
+    @field_validator("roi_mask", "ignore_mask")
+    @classmethod
+    def _mask_names(cls, name: str | None) -> str | None:
+        return _file_in_package(name)
 
 
 class ImageStatsJson(_Schema):
@@ -175,6 +193,7 @@ class PredictRunJson(_Schema):
 
     model_fingerprint: str
     threshold: Finite | None = None
+    policy: str | None = None  # fingerprint of the inspection policy (thresholds, band, masks)
     overlays: bool = True
 
 
@@ -350,7 +369,9 @@ def _is_predict_run(folder: Path) -> bool:
     return (folder / "predict_run.json").is_file() or (folder / "scores.csv").is_file()
 
 
-MODEL_PACKAGE = OutputKind("model package", frozenset({"model.json", "weights.safetensors"}), _is_training_package)
-EXPORTED_PACKAGE = OutputKind("exported model", frozenset({"model.json", "model.onnx"}), _is_export)
+_POLICY_MASKS = frozenset({"roi_mask.png", "ignore_mask.png"})  # calibration.policy.ROI_FILE / IGNORE_FILE
+MODEL_PACKAGE = OutputKind("model package", frozenset({"model.json", "weights.safetensors"}) | _POLICY_MASKS,
+                           _is_training_package)
+EXPORTED_PACKAGE = OutputKind("exported model", frozenset({"model.json", "model.onnx"}) | _POLICY_MASKS, _is_export)
 PREDICT_RUN = OutputKind("predict run", frozenset({"predict_run.json", "scores.csv", ".scores.csv.lock"}),
                          _is_predict_run, extra_files=lambda name: name.endswith("_overlay.png"))

@@ -37,7 +37,11 @@ from workbench.core.files import atomic_write_bytes
 from workbench.core.formats import PredictRunError
 
 # One list of columns; the checksum column is always last and covers all the others.
-CSV_FIELDS = ["path", "score", "decision", "defect_area_px", "error", "row_check"]
+# decision: OK / REVIEW / NG, "error" (no finite score, overlay not writable), "unreadable", or ""
+# (the model has no threshold); regions / defect_area_px: connected defect regions and their pixels
+# after the minimum area; note: e.g. that the ROI/ignore masks were resized to this image's size;
+# error: why the image could not be scored.
+CSV_FIELDS = ["path", "score", "decision", "regions", "defect_area_px", "note", "error", "row_check"]
 CHECK_FIELD = "row_check"
 _CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {0x7f: "\\x7f", 10: "\\n", 13: "\\r", 9: "\\t"}
 
@@ -109,6 +113,11 @@ class ResultsCsv:
 
     def rows(self) -> list[dict[str, str]]:
         return list(self._rows)
+
+
+def read_valid_rows(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a ``scores.csv`` that parse and match their checksum (damaged lines left out)."""
+    return _read_valid(Path(path))[0]
 
 
 def _encode(rows: Iterable[dict[str, Any]]) -> bytes:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.core.calibration.policy import apply_policy, provisional_policy
 from workbench.core.data import Dataset, ImageRecord
 from workbench.core.jobs import CancelToken, ProgressCallback
 from workbench.core.methods import AnomalyModel, create_method
@@ -59,9 +60,7 @@ def train_model(dataset: Dataset, method: str, params: dict[str, Any] | None = N
     if hold_recs:
         scores, maps = model.predict(LazyImages([r.path for r in hold_recs]), progress, cancel)
         model.metadata["score_stats"] = score_statistics(scores, maps)
-        model.metadata["thresholds"] = {"image": {
-            "value": float(scores.max()), "source": "max score of held-out good images (provisional; "
-            "calibrate on labelled data)"}}
+        apply_policy(model.metadata, provisional_policy(scores, model.metadata["score_stats"]))
     model.metadata["training"] = {
         "dataset": dataset.name, "root": str(dataset.root), "layout": dataset.layout,
         "n_train": len(train_recs), "n_holdout": len(hold_recs),

@@ -9,35 +9,14 @@ means "beyond anything normal we have seen".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import cv2
 import numpy as np
 
+from workbench.core.calibration.policy import MapScale
+from workbench.core.calibration.policy import defect_region as _policy_region
 
-@dataclass(frozen=True)
-class MapScale:
-    low: float
-    threshold: float
 
-    @classmethod
-    def from_metadata(cls, metadata: dict[str, Any], fallback_maps: np.ndarray | None = None) -> "MapScale":
-        stats = metadata.get("score_stats", {}).get("pixel")
-        pixel_thr = metadata.get("thresholds", {}).get("pixel", {}).get("value")
-        if stats:
-            low = stats["p50"]
-            thr = pixel_thr if pixel_thr is not None else stats["max"]
-        elif fallback_maps is not None and fallback_maps.size:
-            low, thr = float(np.quantile(fallback_maps, 0.5)), float(np.quantile(fallback_maps, 0.99))
-        else:
-            raise ValueError("No score statistics in the model to scale heat maps; retrain or calibrate it.")
-        if thr <= low:
-            thr = low + 1e-6
-        return cls(float(low), float(thr))
-
-    def normalize(self, amap: np.ndarray) -> np.ndarray:
-        return np.clip((amap - self.low) / (2.0 * (self.threshold - self.low)), 0.0, 1.0).astype(np.float32)
+__all__ = ["MapScale", "annotate", "defect_region", "draw_outline", "heat_overlay"]
 
 
 def heat_overlay(image: np.ndarray, map01: np.ndarray, alpha: float = 0.5,
@@ -52,16 +31,25 @@ def heat_overlay(image: np.ndarray, map01: np.ndarray, alpha: float = 0.5,
 
 def defect_region(amap: np.ndarray, threshold: float, shape: tuple[int, int] | None = None,
                   min_area: int = 0) -> np.ndarray:
-    """Binary defect mask: map >= threshold at ``shape`` resolution, small blobs removed."""
-    if shape is not None and amap.shape != shape:
-        amap = cv2.resize(amap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-    region = (amap >= threshold).astype(np.uint8)
-    if min_area > 0 and region.any():
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(region, connectivity=8)
-        keep = np.zeros(n, bool)
-        keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
-        region = keep[labels].astype(np.uint8)
-    return region.astype(bool)
+    """Binary defect mask: map >= threshold at ``shape`` resolution, blobs under ``min_area`` removed
+    (the policy's rule; :meth:`InspectionPolicy.decide` also applies the inspected area)."""
+    return _policy_region(amap, threshold, shape, min_area)[0]
+
+
+VERDICT_COLOURS = {"OK": (40, 200, 60), "REVIEW": (255, 170, 0), "NG": (230, 30, 30), "error": (160, 0, 160)}
+
+
+def annotate(image: np.ndarray, text: str, verdict: str = "") -> np.ndarray:
+    """Write ``text`` (score and decision) in the top-left corner, on a dark band, coloured by verdict."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    scale = max(0.4, min(w, h) / 400.0)
+    thickness = max(1, int(round(scale * 2)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    cv2.rectangle(out, (0, 0), (min(w, tw + 8), min(h, th + base + 8)), (0, 0, 0), -1)
+    cv2.putText(out, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                VERDICT_COLOURS.get(verdict, (255, 255, 255)), thickness, cv2.LINE_AA)
+    return out
 
 
 def draw_outline(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 0, 0),

@@ -83,6 +83,12 @@ class MainWindow(QMainWindow):
         # Reviewed labels are the calibration's ground truth; a saved calibration moves the outlines.
         self.review_panel.labelsChanged.connect(lambda _dataset_id: self.threshold_panel.refresh(force=True))
         self.threshold_panel.calibrationSaved.connect(lambda _name: self.session.modelsChanged.emit())
+        # Review decides with the Threshold step's policy as it is on screen, marked while unsaved.
+        self.threshold_panel.policyChanged.connect(self._on_screen_policy)
+        self.review_panel.predictionsShown.connect(
+            lambda: self.threshold_panel.unsaved and self._on_screen_policy(self.threshold_panel.policy(), True))
+        self.review_panel.savePolicyRequested.connect(lambda: self.threshold_panel.save_calibration())
+        self.review_panel.revertPolicyRequested.connect(self.threshold_panel.revert_policy)
 
         self.navigator = self._build_navigator()
         central = QWidget()
@@ -142,6 +148,13 @@ class MainWindow(QMainWindow):
         action.triggered.connect(lambda _checked=False: slot())
         self.addAction(action)  # shortcuts work whatever page has the focus
         return action
+
+    def _on_screen_policy(self, policy, unsaved: bool) -> None:
+        """Hand the Threshold step's policy to Review when both show the same model."""
+        data, preds = self.threshold_panel.data, self.review_panel.predictions
+        if data is None or preds is None or data.model_dir is None or Path(data.model_dir) != Path(preds.model_dir):
+            return
+        self.review_panel.set_screen_policy(policy, unsaved)
 
     def _build_actions(self) -> None:
         sp = QStyle.StandardPixmap

@@ -1,6 +1,7 @@
 """The GUI's jobs: sequences of core calls run inside a :class:`~workbench.gui.workers.Worker`.
 
-No algorithm lives here, only orchestration in the order the GUI needs it. Every function
+No algorithm and no inference loop lives here: training, folder prediction and evaluation are
+the core's workflows (:mod:`workbench.core.workflows`, the same ones the CLI runs). Every function
 takes ``progress`` and ``cancel`` keywords (the worker passes them) and never touches a
 widget or writes to the workspace database: the GUI thread registers results after a
 job finished, so a cancelled or failed job leaves nothing behind.
@@ -8,32 +9,18 @@ job finished, so a cancelled or failed job leaves nothing behind.
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
-import time
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from workbench.core.data import Dataset, DatasetError, ImageReadError, load_dataset, read_image
+from workbench.core.data import Dataset, DatasetError, load_dataset
 from workbench.core.data.io import list_images
-from workbench.core.evaluation import evaluate_model
-from workbench.core.jobs import CancelToken, ProgressCallback, ProgressEvent, make_reporter
-from workbench.core.methods.package import load_model, save_model
-from workbench.core.training import train_model
-
-
-def staged(progress: ProgressCallback | None, prefix: str) -> ProgressCallback:
-    """Prefix stage names ("Training · extract features") so the user knows which phase a
-    core stage such as "predict" belongs to."""
-
-    def report(event: ProgressEvent) -> None:
-        if progress is not None:
-            progress(dataclasses.replace(event, stage=f"{prefix} · {event.stage}"))
-
-    return report
+from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
+from workbench.core.workflows import (FolderPrediction, TrainingOutcome, expand_images, predict_images, staged,
+                                      train_evaluate_save)
 
 
 # ----------------------------------------------------------------------------- import
@@ -73,60 +60,25 @@ def load_one_dataset(root: str | Path, category: str | None, layout: str, *,
     return load_dataset(root, category=category, layout=layout)
 
 
-# ----------------------------------------------------------------------------- training
-@dataclass
-class TrainingOutcome:
-    method: str
-    params: dict[str, Any]
-    model_dir: Path
-    fit_seconds: float
-    n_train: int
-    n_holdout: int
-    metrics: dict[str, Any]
-
-
-def train_evaluate_save(dataset: Dataset, method: str, params: dict[str, Any], model_dir: Path,
-                        device: Any = None, *, progress: ProgressCallback | None = None,
-                        cancel: CancelToken) -> TrainingOutcome:
-    """Train, evaluate on the test split, then save the package to ``model_dir``.
-
-    Saving comes last on purpose: a cancel at any step before it leaves no files, and the
-    save itself is atomic (core ``save_model``), so a model folder is complete or absent.
-    """
-    result = train_model(dataset, method, params, device=device,
-                         progress=staged(progress, "Training"), cancel=cancel)
-    metrics: dict[str, Any] = {}
-    if dataset.test:
-        evaluation = evaluate_model(result.model, dataset, staged(progress, "Evaluating"), cancel)
-        metrics = evaluation.metrics()
-    cancel.raise_if_cancelled()
-    make_reporter(progress, "Saving model", 1)(0, str(model_dir))
-    existed = model_dir.exists()
-    try:
-        save_model(result.model, model_dir)  # a fresh folder: never replaces anything
-    except BaseException:
-        if not existed:  # never delete a folder this call did not create
-            shutil.rmtree(model_dir, ignore_errors=True)
-        raise
-    make_reporter(progress, "Saving model", 1)(1)
-    return TrainingOutcome(method, dict(result.model.params), model_dir, result.fit_seconds,
-                           result.n_train, result.n_holdout, metrics)
-
-
 # ----------------------------------------------------------------------------- inference
 @dataclass
 class InferenceSummary:
+    """A folder run for the panel: the core's :class:`FolderPrediction` and where it came from."""
+
     model_dir: Path
     source: str
-    paths: list[Path]
-    scores: np.ndarray
-    threshold: float | None
-    seconds: float
-    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    result: FolderPrediction
 
-    @property
-    def n_ng(self) -> int:
-        return 0 if self.threshold is None else int((self.scores >= self.threshold).sum())
+    paths = property(lambda self: self.result.paths)
+    scores = property(lambda self: self.result.scores)
+    decisions = property(lambda self: self.result.decisions)
+    seconds = property(lambda self: self.result.seconds)
+    skipped = property(lambda self: self.result.skipped)
+    n_ng = property(lambda self: self.result.n_ng)
+    n_review = property(lambda self: self.result.n_review)
+    threshold = property(lambda self: self.result.policy.ng_threshold)
+    ok_threshold = property(lambda self: self.result.policy.ok_threshold)
+    csv_path = property(lambda self: self.result.summary.csv_path)
 
     @property
     def ms_per_image(self) -> float:
@@ -139,13 +91,18 @@ class InferenceSummary:
         if self.threshold is None:
             lines.append("The model has no threshold yet: calibrate one in the Threshold step.")
         else:
-            lines.append(f"{self.n_ng} NG / {len(self.paths) - self.n_ng} OK at the model's "
-                         f"provisional threshold {self.threshold:.4g}.")
+            n_ok = self.decisions.count("OK")
+            band = "" if self.ok_threshold is None else f", {self.n_review} REVIEW"
+            lines.append(f"{self.n_ng} NG{band} / {n_ok} OK at the model's saved policy "
+                         f"(NG from {self.threshold:.4g}"
+                         + ("" if self.ok_threshold is None else f", OK below {self.ok_threshold:.4g}") + ").")
         if len(self.scores):
-            lines.append(f"Scores: min {self.scores.min():.4g}, median {np.median(self.scores):.4g}, "
-                         f"max {self.scores.max():.4g}.")
-            worst = np.argsort(self.scores)[::-1][:5]
+            lines.append(f"Scores: min {np.nanmin(self.scores):.4g}, median {np.nanmedian(self.scores):.4g}, "
+                         f"max {np.nanmax(self.scores):.4g}.")
+            worst = np.argsort(np.nan_to_num(self.scores, nan=np.inf))[::-1][:5]
             lines.append("Highest: " + ", ".join(f"{self.paths[i].name} ({self.scores[i]:.4g})" for i in worst))
+        if self.csv_path is not None:
+            lines.append(f"Decisions per image: {self.csv_path}")
         if self.skipped:
             lines.append(f"{len(self.skipped)} unreadable file(s) skipped.")
         return "\n".join(lines)
@@ -158,35 +115,20 @@ def inference_paths(folder: str | Path) -> list[Path]:
 
 def run_inference(model_dir: Path, images: list[Path] | str | Path, source: str, device: Any = None, *,
                   progress: ProgressCallback | None = None, cancel: CancelToken) -> InferenceSummary:
-    """Load a saved model and score ``images`` (a list of files, or a folder searched
-    recursively) in batches, keeping only the scores: maps of a large folder would not fit
-    in memory. Unreadable files are skipped and listed rather than failing the whole run."""
+    """Score ``images`` (a list of files, or a folder searched recursively) with the core's
+    streaming folder prediction at the model's saved policy. Results go to
+    ``MODEL/inference/<source>/scores.csv`` (resumed if the same run was interrupted)."""
     paths = list(images) if isinstance(images, list) else inference_paths(images)
     if not paths:
         raise ValueError(f"No images to score in {source}.")
-    model = load_model(model_dir, device=device)
-    chunk_size = max(1, int(model.params.get("batch_size", 8))) * 4
-    report = make_reporter(progress, "Inference", len(paths))
-    scored: list[Path] = []
-    scores: list[np.ndarray] = []
-    skipped: list[tuple[Path, str]] = []
-    start = time.perf_counter()
-    for first in range(0, len(paths), chunk_size):
-        cancel.raise_if_cancelled()
-        images, chunk_paths = [], []
-        for path in paths[first:first + chunk_size]:
-            try:
-                images.append(read_image(path))
-                chunk_paths.append(path)
-            except ImageReadError as exc:
-                skipped.append((path, exc.reason))
-        if images:
-            chunk_scores, _maps = model.predict(images, None, cancel)
-            scores.append(chunk_scores)
-            scored.extend(chunk_paths)
-        report(min(first + chunk_size, len(paths)))
-    if not scored:
+    items = expand_images(paths)
+    out_dir = Path(model_dir) / "inference" / hashlib.sha1(source.encode()).hexdigest()[:12]
+    result = predict_images(model_dir, items, out_dir, overlays=False, resume=True, restart_on_mismatch=True,
+                            device=device, progress=staged(progress, "Inference"), cancel=cancel)
+    if not result.paths:
         raise ValueError(f"None of the {len(paths)} file(s) in {source} could be read.")
-    seconds = time.perf_counter() - start
-    threshold = model.metadata.get("thresholds", {}).get("image", {}).get("value")
-    return InferenceSummary(model_dir, source, scored, np.concatenate(scores), threshold, seconds, skipped)
+    return InferenceSummary(Path(model_dir), source, result)
+
+
+__all__ = ["ImportOutcome", "InferenceSummary", "TrainingOutcome", "import_datasets", "inference_paths",
+           "load_one_dataset", "run_inference", "train_evaluate_save"]

@@ -1,4 +1,4 @@
-"""Threshold presets, score normalisation and named calibrations stored in model packages.
+"""Threshold presets, the inspection policy and named calibrations stored in model packages.
 
 Names are imported lazily so that the torch-free deployment path can use the threshold and
 policy modules of this package without pulling in :mod:`.calibrate` (which evaluates models
@@ -13,12 +13,16 @@ from types import ModuleType
 from typing import Any
 
 _CALIBRATE = "workbench.core.calibration.calibrate"
+_POLICY = "workbench.core.calibration.policy"
 _THRESHOLDS = "workbench.core.calibration.thresholds"
 _WHERE = {
-    **dict.fromkeys(["NORMALIZATIONS", "PIXEL_PRESETS", "Calibration", "calibrate", "denormalize",
-                     "load_calibrations", "normalize_scores", "save_calibration"], _CALIBRATE),
-    **dict.fromkeys(["PRESETS", "Interval", "bootstrap_rates", "choose_threshold", "sample_size_warning",
-                     "threshold_for_false_alarm", "threshold_for_recall"], _THRESHOLDS),
+    **dict.fromkeys(["PIXEL_PRESETS", "Calibration", "calibrate", "load_calibrations", "save_calibration"],
+                    _CALIBRATE),
+    **dict.fromkeys(["NORMALIZATIONS", "Decision", "InspectionPolicy", "MapScale", "PolicyError", "denormalize",
+                     "load_policy", "normalize_scores", "write_policy"], _POLICY),
+    **dict.fromkeys(["PRESETS", "Interval", "choose_threshold", "exact_interval", "guaranteed_threshold",
+                     "policy_report", "rate_intervals", "sample_size_warning", "threshold_for_false_alarm",
+                     "threshold_for_recall", "weak_model_warning"], _THRESHOLDS),
 }
 
 __all__ = sorted(_WHERE)

@@ -10,16 +10,18 @@ threshold that satisfies its definition on the given scores:
   because among all cuts that catch enough defects it rejects the fewest good parts.
 
 Field notes: engineers need "at most X% false rejects on good parts" with an honest
-uncertainty; :func:`bootstrap_rates` gives percentile intervals and
+uncertainty; :func:`rate_intervals` gives exact binomial (Clopper-Pearson) intervals,
+:func:`guaranteed_threshold` a false-alarm bound with a stated confidence, and
 :func:`sample_size_warning` says when the good set is too small to support the target.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import stats
 
 from workbench.core.metrics import Confusion, confusion_at, f1_max
 
@@ -72,28 +74,135 @@ class Interval:
     estimate: float
     low: float
     high: float
+    k: int = 0
+    n: int = 0
 
 
-def bootstrap_rates(labels: np.ndarray, scores: np.ndarray, threshold: float, n_boot: int = 2000,
-                    coverage: float = 0.95, seed: int = 0) -> dict[str, Interval]:
-    """Percentile bootstrap intervals for recall and false-alarm rate at ``threshold``.
+def exact_interval(k: int, n: int, confidence: float = 0.95) -> Interval:
+    """Clopper-Pearson (exact binomial) interval for ``k`` events in ``n`` trials.
 
-    Resamples good and defective images separately (their counts are fixed by the data set),
-    so each rate's interval reflects only its own sample size.
+    Unlike a percentile bootstrap it never claims certainty: 0 false alarms in 50 good images
+    gives [0, 7.1%], not [0, 0].
+    """
+    if n <= 0:
+        raise ValueError("An interval needs at least one trial.")
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
+    return Interval(k / n, float(ci.low), float(ci.high), int(k), int(n))
+
+
+def rate_intervals(labels: np.ndarray, scores: np.ndarray, threshold: float, ok_threshold: float | None = None,
+                   confidence: float = 0.95) -> dict[str, Interval]:
+    """Exact 95% intervals of the rates at an NG threshold (and optional OK threshold).
+
+    With a band, parts scoring in [ok_threshold, threshold) go to REVIEW: ``recall`` counts
+    defective parts not passed as OK (NG or REVIEW), ``escape_rate`` defective parts passed
+    as OK, ``false_alarm_rate`` good parts rejected as NG, ``review_rate`` all parts sent to
+    REVIEW. Without a band these are the usual recall, escape and false-alarm rates.
     """
     labels = np.asarray(labels, bool)
-    flagged = np.asarray(scores) >= threshold
-    rng = np.random.default_rng(seed)
-    alpha = (1.0 - coverage) / 2.0
+    scores = np.asarray(scores, np.float64)
+    ng = ~(scores < threshold)  # NaN is never OK
+    passed = scores < (threshold if ok_threshold is None else min(ok_threshold, threshold))
+    review = ~ng & ~passed
     out: dict[str, Interval] = {}
-    for name, group in (("recall", flagged[labels]), ("false_alarm_rate", flagged[~labels])):
-        if group.size == 0:
-            continue
-        # The number of flagged items in a resample is Binomial(n, p_hat): draw it directly.
-        draws = rng.binomial(group.size, group.mean(), size=n_boot) / group.size
-        out[name] = Interval(float(group.mean()), float(np.quantile(draws, alpha)),
-                             float(np.quantile(draws, 1.0 - alpha)))
+    defects, goods = labels, ~labels
+    if defects.any():
+        out["recall"] = exact_interval(int((~passed[defects]).sum()), int(defects.sum()), confidence)
+        out["escape_rate"] = exact_interval(int(passed[defects].sum()), int(defects.sum()), confidence)
+    if goods.any():
+        out["false_alarm_rate"] = exact_interval(int(ng[goods].sum()), int(goods.sum()), confidence)
+    if labels.size:
+        out["review_rate"] = exact_interval(int(review.sum()), int(labels.size), confidence)
+    if ng.any():
+        out["precision"] = exact_interval(int(ng[defects].sum()), int(ng.sum()), confidence)
     return out
+
+
+def policy_report(labels: np.ndarray, verdicts: np.ndarray, confidence: float = 0.95) -> dict:
+    """Confusion matrix (truth x verdict) and rates with exact intervals at a policy's verdicts.
+
+    ``verdicts`` are OK / REVIEW / NG / error strings; an ``error`` counts as NG (a part whose
+    score could not be computed is never passed).
+    """
+    labels = np.asarray(labels, bool)
+    verdicts = np.asarray(verdicts, dtype=object)
+    ng = (verdicts == "NG") | (verdicts == "error")
+    review = verdicts == "REVIEW"
+    ok = verdicts == "OK"
+    matrix = {truth: {"OK": int((ok & mask).sum()), "REVIEW": int((review & mask).sum()),
+                      "NG": int((ng & mask).sum())}
+              for truth, mask in (("good", ~labels), ("defect", labels))}
+    n_def, n_good, n = int(labels.sum()), int((~labels).sum()), int(labels.size)
+    rates: dict[str, dict[str, float] | None] = {}
+
+    def put(name: str, k: int, total: int) -> None:
+        rates[name] = asdict(exact_interval(k, total, confidence)) if total else None
+
+    put("recall", int((~ok & labels).sum()), n_def)
+    put("escape_rate", int((ok & labels).sum()), n_def)
+    put("false_alarm_rate", int((ng & ~labels).sum()), n_good)
+    put("review_rate", int(review.sum()), n)
+    put("precision", int((ng & labels).sum()), int(ng.sum()))
+    return {"confusion": matrix, "rates": rates, "confidence": confidence,
+            "n_good": n_good, "n_defect": n_def, "n_error": int((verdicts == "error").sum())}
+
+
+# --------------------------------------------------------------------------- guarantee
+def guaranteed_rank(n_good: int, target_fpr: float, confidence: float) -> int | None:
+    """Smallest rank k (1-based, ascending) such that thresholding just above the k-th lowest of
+    ``n_good`` good scores keeps the false-alarm rate on new good parts <= ``target_fpr``
+    with probability >= ``confidence``, or None when ``n_good`` is too small.
+
+    Distribution-free: for i.i.d. continuous good scores, F(s_(k)) ~ Beta(k, n - k + 1), so
+    P(FPR > target) = P(F(s_(k)) < 1 - target) = P(Binomial(n, 1 - target) >= k).
+    """
+    if not 0.0 < target_fpr < 1.0 or not 0.0 < confidence < 1.0:
+        raise ValueError("The target false-alarm rate and the confidence must lie strictly between 0 and 1.")
+    if n_good <= 0:
+        return None
+    ks = np.arange(1, n_good + 1)
+    risk = stats.binom.sf(ks - 1, n_good, 1.0 - target_fpr)  # P(Bin >= k)
+    ok = np.nonzero(risk <= 1.0 - confidence)[0]
+    return int(ks[ok[0]]) if ok.size else None
+
+
+def good_images_needed(target_fpr: float, confidence: float) -> int:
+    """Fewest good images for which :func:`guaranteed_rank` exists (k = n: (1 - target)^n <= 1 - confidence)."""
+    return int(math.ceil(math.log(1.0 - confidence) / math.log(1.0 - target_fpr) - 1e-12))
+
+
+def guaranteed_threshold(good_scores: np.ndarray, target_fpr: float, confidence: float) -> float:
+    """NG threshold with P(false-alarm rate on new good parts > target) <= 1 - confidence.
+
+    Raises ValueError naming how many good images are needed when there are too few: a
+    threshold that cannot support the claim is never returned.
+    """
+    good = np.sort(np.asarray(good_scores, np.float64))
+    if not np.isfinite(good).all():
+        raise ValueError("Some good calibration images have no finite score; fix or remove them first.")
+    k = guaranteed_rank(good.size, target_fpr, confidence)
+    if k is None:
+        need = good_images_needed(target_fpr, confidence)
+        raise ValueError(
+            f"Only {good.size} good calibration images: a false-alarm rate <= {target_fpr:.2%} with "
+            f"{confidence:.0%} confidence needs at least {need} good images (label more good parts, or "
+            f"relax --target-fpr / --confidence).")
+    return float(np.nextafter(good[k - 1], np.inf))
+
+
+def weak_model_warning(image_auroc: float | None, false_alarm_rate: float | None, method: str | None = None) -> str | None:
+    """A warning when the model separates poorly (image AUROC < 0.90) or the chosen threshold
+    rejects more than 10% of good parts, naming stronger methods to try."""
+    reasons = []
+    if image_auroc is not None and image_auroc < 0.90:
+        reasons.append(f"image AUROC {image_auroc:.3f} is below 0.90")
+    if false_alarm_rate is not None and false_alarm_rate > 0.10:
+        reasons.append(f"this threshold rejects {false_alarm_rate:.0%} of good parts")
+    if not reasons:
+        return None
+    stronger = [m for m in ("patchcore", "padim", "efficientad") if m != method][:2]
+    return (f"Weak model: {' and '.join(reasons)}. Try a stronger method ({', '.join(stronger)}), more good "
+            "training images, or a larger image size before relying on this threshold.")
 
 
 def sample_size_warning(n_good: int, target_rate: float) -> str | None:

@@ -38,6 +38,7 @@ class OnnxInferencer:
         import onnxruntime as ort
 
         directory = Path(directory)
+        self.directory = directory  # the policy's ROI/ignore masks live beside model.json
         meta, onnx_path = read_export(directory)
         self.metadata: dict[str, Any] = meta
         available = ort.get_available_providers()

@@ -55,28 +55,41 @@ class ProCurve:
 
 
 def _pro_curve(
-    masks: Sequence[ArrayLike], maps: Sequence[ArrayLike], fpr_stop: float | None
+    masks: Sequence[ArrayLike], maps: Sequence[ArrayLike], fpr_stop: float | None,
+    valid: Sequence[ArrayLike | None] | None = None,
 ) -> ProCurve:
     """PRO curve; with ``fpr_stop`` the points after the first one beyond it are skipped.
 
     The (1, 1) end point is appended either way, so a cut curve still integrates correctly
-    up to ``fpr_stop``.
+    up to ``fpr_stop``. ``valid`` (optional, per image: bool array or None for all) leaves
+    pixels out entirely (ignore regions): regions are labelled on the defect pixels that are
+    valid, and invalid pixels count neither as OK pixels nor as overlap.
     """
     pairs = checked_pairs(masks, maps)
+    if valid is not None:
+        if len(valid) != len(pairs):
+            raise ValueError(f"got {len(valid)} valid masks for {len(pairs)} images")
+        pairs = [(binary, scores) if keep is None else (binary & np.asarray(keep, bool), scores)
+                 for (binary, scores), keep in zip(pairs, valid)]
+    keeps = [None if valid is None or keep is None else np.asarray(keep, bool) for keep in (valid or [None] * len(pairs))]
     if not any(binary.any() for binary, _ in pairs):
         raise ValueError("no defect region in any mask; PRO needs at least one defective image")
     counts: list[NDArray[np.intp]] = []  # per image: [OK pixels, size of region 1, ...]
 
     def labelled() -> Iterator[tuple[NDArray[np.generic], NDArray[np.int32]]]:
         offset = 0
-        for binary, scores in pairs:
+        for (binary, scores), keep in zip(pairs, keeps):
             regions, n = ndimage.label(binary, structure=_EIGHT_CONNECTED)
-            counts.append(np.bincount(regions.ravel(), minlength=n + 1))
             regions[binary] += offset  # region ids unique over all images; 0 = OK pixel
+            if keep is not None:
+                regions, scores = regions[keep], np.asarray(scores)[keep]
+            counts.append(np.bincount(regions.ravel() - np.where(regions.ravel() > 0, offset, 0),
+                                      minlength=n + 1))
             offset += n
             yield scores, regions
 
-    keys = sorted_keys(labelled(), total=sum(binary.size for binary, _ in pairs))
+    total = sum(binary.size if keep is None else int(keep.sum()) for (binary, _), keep in zip(pairs, keeps))
+    keys = sorted_keys(labelled(), total=total)
     n_ok = sum(int(c[0]) for c in counts)
     if n_ok == 0:
         raise ValueError("every pixel is a defect pixel; PRO needs OK pixels for its FPR")
@@ -94,22 +107,25 @@ def _pro_curve(
     )
 
 
-def pro_curve(masks: Sequence[ArrayLike], maps: Sequence[ArrayLike]) -> ProCurve:
+def pro_curve(masks: Sequence[ArrayLike], maps: Sequence[ArrayLike],
+              valid: Sequence[ArrayLike | None] | None = None) -> ProCurve:
     """Full PRO curve over all images; masks and maps must be at ground-truth resolution.
 
     ``masks`` are bool/0-1/0-255 arrays (float masks are cut at 0.5), ``maps`` the anomaly
     maps of the same shapes; images may differ in size. Raises ValueError without defects.
+    ``valid`` optionally leaves ignored pixels out (see ``_pro_curve``).
     """
-    return _pro_curve(masks, maps, fpr_stop=None)
+    return _pro_curve(masks, maps, fpr_stop=None, valid=valid)
 
 
 def aupro(
-    masks: Sequence[ArrayLike], maps: Sequence[ArrayLike], fpr_limit: float = 0.3
+    masks: Sequence[ArrayLike], maps: Sequence[ArrayLike], fpr_limit: float = 0.3,
+    valid: Sequence[ArrayLike | None] | None = None,
 ) -> float:
     """Normalised area under the PRO curve up to ``fpr_limit``, in [0, 1] (1 = perfect)."""
     if not 0.0 < fpr_limit <= 1.0:
         raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
-    curve = _pro_curve(masks, maps, fpr_stop=fpr_limit)
+    curve = _pro_curve(masks, maps, fpr_stop=fpr_limit, valid=valid)
     fpr, pro = curve.fpr, curve.pro
     inside = int(np.searchsorted(fpr, fpr_limit, side="right"))
     x, y = fpr[:inside], pro[:inside]

@@ -29,7 +29,7 @@ import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut, QUndoStack
 from PySide6.QtWidgets import (
-    QAbstractItemView, QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QGroupBox,
+    QAbstractItemView, QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFrame, QGridLayout, QGroupBox,
     QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit, QPushButton, QSizePolicy, QSlider, QSpinBox,
     QSplitter, QTableView, QToolButton, QVBoxLayout, QWidget,
 )
@@ -39,7 +39,8 @@ from workbench.core.labels import (
     LabelError, dataset_labels_dir, delete_mask, label_key, load_classes, mask_file, save_classes, save_mask,
 )
 from workbench.core.labels.exchange import COCO_MASK_ENCODING
-from workbench.core.visualize import MapScale
+from workbench.core.calibration.policy import InspectionPolicy, PolicyError
+from workbench.core.evaluation import record_shape
 from workbench.core.workspace import DatasetEntry, WorkspaceError
 from workbench.gui.qtmodels.review_table import (
     ANY, COL_IMAGE, COL_MARGIN, COL_MODEL, COL_REVIEW, COL_SCORE, COL_SPLIT, REVIEWED, UNREVIEWED, VERDICT_NG,
@@ -80,6 +81,9 @@ class ReviewPanel(QWidget):
 
     labelsChanged = Signal(int)  # dataset id whose reviewed verdicts, classes or masks changed
     frameShown = Signal(str)  # label key of the image now on screen (with its overlay)
+    savePolicyRequested = Signal()  # the user pressed Save on the unsaved-policy bar
+    revertPolicyRequested = Signal()  # ... or Revert
+    predictionsShown = Signal()  # a model's predictions are now shown (at its saved policy)
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -101,6 +105,9 @@ class ReviewPanel(QWidget):
         self.predictions: Predictions | None = None
         self.map_settings: MapSettings | None = None
         self.image_threshold: float | None = None
+        self.saved_policy: InspectionPolicy | None = None  # the model package's policy
+        self.policy: InspectionPolicy | None = None  # the policy shown: the Threshold step's, saved or not
+        self.policy_unsaved = False
         self.pred_worker: Worker | None = None
         self.job: Worker | None = None  # export / import / re-evaluation
         self.recon_worker: Worker | None = None  # one reconstruction at a time, latest wanted next
@@ -291,10 +298,82 @@ class ReviewPanel(QWidget):
         lay = QVBoxLayout(box)
         lay.addLayout(mode_bar)
         lay.addLayout(bar)
+        lay.addWidget(self._build_policy_bar())
         lay.addWidget(self.info_label)
         lay.addWidget(self.viewer, 1)
         lay.addWidget(self.legend)
         return box
+
+    def _build_policy_bar(self) -> QWidget:
+        """'Unsaved' marker with Save / Revert, shown while the Threshold step's policy differs
+        from the one stored in the model (decisions here follow the on-screen policy)."""
+        self.policy_bar = QFrame()
+        self.policy_bar.setObjectName("unsavedPolicy")
+        self.policy_bar.setStyleSheet("#unsavedPolicy { background: #fff4d6; border: 1px solid #e0b000; }")
+        self.unsaved_label = QLabel("")
+        self.unsaved_label.setObjectName("unsavedLabel")
+        self.unsaved_label.setWordWrap(True)
+        self.save_policy_button = QPushButton("Save")
+        self.save_policy_button.setToolTip("Store this policy in the model package (as the Threshold step's Save)")
+        self.save_policy_button.clicked.connect(self.savePolicyRequested.emit)
+        self.revert_policy_button = QPushButton("Revert")
+        self.revert_policy_button.setToolTip("Go back to the policy stored in the model package")
+        self.revert_policy_button.clicked.connect(self.revertPolicyRequested.emit)
+        row = QHBoxLayout(self.policy_bar)
+        row.setContentsMargins(6, 2, 6, 2)
+        row.addWidget(self.unsaved_label, 1)
+        row.addWidget(self.save_policy_button)
+        row.addWidget(self.revert_policy_button)
+        self.policy_bar.setVisible(False)
+        return self.policy_bar
+
+    def set_screen_policy(self, policy: InspectionPolicy | None, unsaved: bool) -> None:
+        """Decide with ``policy`` (the Threshold step's, possibly unsaved) without recomputing."""
+        self.policy_unsaved = bool(unsaved and policy is not None)
+        if policy is not None and self.predictions is not None:
+            self._apply_policy(policy)
+        self._update_policy_bar()
+
+    def _update_policy_bar(self) -> None:
+        show = self.policy_unsaved and self.policy is not None
+        self.policy_bar.setVisible(show)
+        if show:
+            p = self.policy
+            band = "" if p.ok_threshold is None else f", REVIEW from {p.ok_threshold:.4g}"
+            self.unsaved_label.setText(
+                f"<b>Unsaved policy</b> from the Threshold step: NG from {p.ng_threshold:.4g}{band}, "
+                f"min. area {p.min_defect_area} px. Decisions here use it; the model still has the saved one.")
+
+    def _apply_policy(self, policy: InspectionPolicy) -> None:
+        """Scores (after ROI/ignore), decisions and outlines at ``policy``."""
+        assert self.predictions is not None
+        result = self.predictions.result
+        same_area = self.policy is not None and policy.same_area(self.policy) and self.model.policy is not None
+        self.policy = policy
+        self.image_threshold = policy.ng_threshold
+        scale = policy.map_scale(fallback_maps=result.maps)
+        self.map_settings = MapSettings(scale, float(policy.outline_threshold if policy.outline_threshold is not None
+                                                     else scale.threshold),
+                                        COLORMAPS[self.colormap_combo.currentText()], policy.min_defect_area,
+                                        policy if policy.ng_threshold is not None else None)
+        if same_area and policy.ng_threshold is not None:
+            self.model.set_policy(policy)  # same scores: only decisions change (no model reset)
+        else:
+            scores = result.scores
+            if policy.has_masks:
+                scores = [policy.image_score(s, m, record_shape(r))
+                          for r, s, m in zip(result.records, result.scores, result.maps)]
+            root = self.dataset.root if self.dataset else Path(".")
+            keyed = {label_key(root, r.path): (i, float(s)) for i, (r, s) in enumerate(zip(result.records, scores))}
+            self.model.set_scores(keyed, policy if policy.ng_threshold is not None else None)
+        self._generation += 1
+        self.cache.clear()
+        self.loader.clear()
+        item = self._current_item()
+        if item is not None:
+            self.current_key = None  # re-render the image on screen with the new outline
+            self.show_item(item)
+        self._update_all()
 
     def _build_tools(self) -> QWidget:
         # ---- verdict
@@ -571,6 +650,9 @@ class ReviewPanel(QWidget):
             return
         if meta.get("thresholds") != self.predictions.metadata.get("thresholds"):
             self.set_predictions(Predictions(self.predictions.model_dir, self.predictions.result, meta))
+        elif self.policy_unsaved and self.policy is not None \
+                and self.saved_policy is not None and self.policy.fingerprint() == self.saved_policy.fingerprint():
+            self.set_screen_policy(self.saved_policy, unsaved=False)
 
     def set_predictions(self, preds: Predictions | None) -> None:
         """Show ``preds`` (scores, maps, thresholds of the active model), or none."""
@@ -580,25 +662,31 @@ class ReviewPanel(QWidget):
         self.loader.clear()
         if preds is None:
             self.map_settings, self.image_threshold = None, None
+            self.saved_policy = self.policy = None
+            self.policy_unsaved = False
             self.model.set_scores({}, None)
         else:
             meta, result = preds.metadata, preds.result
-            thresholds = meta.get("thresholds", {})
-            self.image_threshold = thresholds.get("image", {}).get("value")
-            if self.image_threshold is None:
-                self.image_threshold = result.f1_threshold
-            scale = MapScale.from_metadata(meta, fallback_maps=result.maps)
-            pixel = thresholds.get("pixel", {}).get("value")
-            self.map_settings = MapSettings(scale, float(pixel if pixel is not None else scale.threshold),
-                                            COLORMAPS[self.colormap_combo.currentText()])
-            root = self.dataset.root if self.dataset else Path(".")
-            scores = {label_key(root, r.path): (i, float(s)) for i, (r, s) in enumerate(zip(result.records, result.scores))}
-            self.model.set_scores(scores, self.image_threshold)
+            try:
+                policy = InspectionPolicy.from_metadata(meta, preds.model_dir)
+            except PolicyError as exc:  # e.g. a mask file deleted by hand: decide without masks, say so
+                log.warning("%s", exc)
+                policy = InspectionPolicy.from_metadata(meta, masks=False)
+            if policy.ng_threshold is None and result.f1_threshold is not None:
+                policy = policy.replace(ng_threshold=result.f1_threshold, source="F1-optimal (no threshold saved)")
+            self.saved_policy = policy
+            self.policy = None  # new predictions: their scores are set, not only the decisions
+            self.policy_unsaved = False
+            self._generation += 1
+            self._apply_policy(policy)
+            self._update_policy_bar()
         self._update_recon_control()
         self._fill_filters()
         self._sort_default()
         self.select_row(0)
         self._update_all()
+        if preds is not None:
+            self.predictionsShown.emit()
 
     # ------------------------------------------------------------------ filters and sorting
     def _fill_filters(self) -> None:
@@ -743,10 +831,11 @@ class ReviewPanel(QWidget):
         return key, self._generation
 
     def _make_frame(self, item: ReviewItem):
-        amap = None
+        amap = score = None
         if self.predictions is not None and item.pred_index is not None:
             amap = self.predictions.result.maps[item.pred_index]
-        return partial(render_frame, item.record, item.key, amap, self.map_settings, self.mask_dir)
+            score = float(self.predictions.result.scores[item.pred_index])  # raw: decide() applies the masks
+        return partial(render_frame, item.record, item.key, amap, self.map_settings, self.mask_dir, score)
 
     def show_item(self, item: ReviewItem) -> None:
         self.editor.cancel_polygon()
@@ -997,7 +1086,7 @@ class ReviewPanel(QWidget):
         if self.map_settings is None:
             return
         self.map_settings = MapSettings(self.map_settings.scale, self.map_settings.pixel_threshold,
-                                        COLORMAPS[name], self.map_settings.min_area)
+                                        COLORMAPS[name], self.map_settings.min_area, self.map_settings.policy)
         self._generation += 1
         self.cache.clear()
         self.loader.clear()
@@ -1233,11 +1322,15 @@ class ReviewPanel(QWidget):
             return
         parts = [f"<b>{item.key}</b>"]
         if item.score is not None:
-            ng = self.model.model_ng(item)
-            decision = ("" if ng is None else
-                        f" → <b style='color:{'#b3261e' if ng else '#1e7a3c'}'>{'NG' if ng else 'OK'}</b>")
-            thr = f" (threshold {self.image_threshold:.4g})" if self.image_threshold is not None else ""
-            parts.append(f"score {item.score:.4g}{thr}{decision}")
+            verdict = self.model.model_decision(item)
+            colour = {"OK": "#1e7a3c", "REVIEW": "#b26a00"}.get(verdict or "", "#b3261e")
+            decision = "" if verdict is None else f" → <b style='color:{colour}'>{verdict}</b>"
+            thr = f" (threshold {self.image_threshold:.4g}" if self.image_threshold is not None else ""
+            if thr and self.policy is not None and self.policy.ok_threshold is not None:
+                thr += f", REVIEW from {self.policy.ok_threshold:.4g}"
+            thr += ")" if thr else ""
+            unsaved = " <i>(unsaved policy)</i>" if self.policy_unsaved else ""
+            parts.append(f"score {item.score:.4g}{thr}{decision}{unsaved}")
         elif self.predictions is None:
             parts.append("no model scores" + (" (train a model in step 2)" if self.session.active_model is None else ""))
         else:
@@ -1261,3 +1354,4 @@ class ReviewPanel(QWidget):
         if not self.note_edit.hasFocus() or self.note_edit.text() != (label.get("note") or ""):
             self.note_edit.setText(label.get("note") or "")
         self._filling_controls = False
+

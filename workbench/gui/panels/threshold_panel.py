@@ -8,7 +8,7 @@ dragging the histogram line, typing a value, clicking a ROC/PR point, choosing a
 loading a saved calibration all go through :meth:`ThresholdPanel.set_threshold`, which
 updates every view and emits ``thresholdChanged(image_threshold, pixel_threshold)``.
 
-A move costs two ``searchsorted`` on pre-sorted scores, the core's bootstrap at one
+A move costs two ``searchsorted`` on pre-sorted scores, the core's exact interval at one
 threshold and a few label / marker updates; curves are never recomputed while dragging.
 Presets, normalisation, intervals and saved calibrations all come from
 ``workbench.core.calibration``.
@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.core.calibration import (
-    Calibration, Interval, bootstrap_rates, calibrate, choose_threshold, denormalize, load_calibrations,
-    normalize_scores, sample_size_warning, save_calibration,
+    Calibration, InspectionPolicy, Interval, calibrate, choose_threshold, denormalize, load_calibrations,
+    load_policy, normalize_scores, rate_intervals, sample_size_warning, save_calibration, weak_model_warning,
 )
 from workbench.core.jobs import ProgressEvent
 from workbench.core.labels.storage import dataset_labels_dir
@@ -93,6 +93,7 @@ class ThresholdPanel(QWidget):
     """
 
     thresholdChanged = Signal(float, object)
+    policyChanged = Signal(object, bool)  # (InspectionPolicy on screen, whether it differs from the saved one)
     calibrationSaved = Signal(str)
     dataLoaded = Signal()
 
@@ -103,8 +104,13 @@ class ThresholdPanel(QWidget):
         self.job: Worker | None = None
         self.threshold: float | None = None  # raw image threshold: the one the whole panel shows
         self.pixel_threshold: float | None = None  # raw anomaly-map units
+        self.ok_threshold: float | None = None  # raw; scores in [ok, threshold) go to REVIEW (None: no band)
+        self.roi: np.ndarray | None = None  # inspected area on screen (image coordinates; None: everywhere)
+        self.ignore: np.ndarray | None = None
         self.normalization = "raw"
         self._interval_cache: dict[tuple[int, int], dict[str, Interval]] = {}
+        self._pending_area: InspectionPolicy | None = None  # masks for the next refresh (an edited area)
+        self._keep_on_screen: InspectionPolicy | None = None  # thresholds to restore after that refresh
         self._stale = True  # the model or dataset changed since the data were computed
         self._source = None  # (model path, dataset root, dataset name) of self.data / the running job
         self._refresh_timer = QTimer(self)
@@ -214,8 +220,24 @@ class ThresholdPanel(QWidget):
                                    "are always stored in raw units.")
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.band_check = QCheckBox("OK below")
+        self.band_check.setObjectName("reviewBand")
+        self.band_check.setToolTip("A REVIEW band: OK below this value, NG from the threshold, REVIEW (a person "
+                                   "looks) in between")
+        self.ok_spin = QDoubleSpinBox()
+        self.ok_spin.setObjectName("okThresholdValue")
+        self.ok_spin.setKeyboardTracking(False)
+        self.ok_spin.setRange(-1e9, 1e9)
+        self.ok_spin.setDecimals(4)
+        self.ok_spin.setEnabled(False)
+        self.ok_spin.setToolTip("Images scoring below this value are OK; between it and the threshold: REVIEW")
+        self.review_label = QLabel("")
+        self.review_label.setObjectName("reviewShare")
+        self.review_label.setWordWrap(True)
         form.addRow("Threshold", self.threshold_spin)
         form.addRow("", self.raw_label)
+        form.addRow(self.band_check, self.ok_spin)
+        form.addRow("", self.review_label)
         form.addRow("Score scale", self.norm_combo)
         self.warning = QLabel("")
         self.warning.setObjectName("thresholdWarning")
@@ -223,11 +245,17 @@ class ThresholdPanel(QWidget):
         self.warning.setStyleSheet("QLabel { color: #92400e; background: #fef3c7; border: 1px solid #fcd34d; "
                                    "border-radius: 4px; padding: 4px; }")
         self.warning.setVisible(False)
-        image_box = QGroupBox("Image threshold (OK / NG)")
+        self.weak_warning = QLabel("")
+        self.weak_warning.setObjectName("weakModelWarning")
+        self.weak_warning.setWordWrap(True)
+        self.weak_warning.setStyleSheet(self.warning.styleSheet())
+        self.weak_warning.setVisible(False)
+        image_box = QGroupBox("Image threshold (OK / REVIEW / NG)")
         lay = QVBoxLayout(image_box)
         lay.addLayout(presets)
         lay.addLayout(form)
         lay.addWidget(self.warning)
+        lay.addWidget(self.weak_warning)
 
         # pixel threshold
         self.pixel_group = QButtonGroup(self)
@@ -257,6 +285,26 @@ class ThresholdPanel(QWidget):
         form.addRow("Pixel threshold", self.pixel_spin)
         form.addRow("Min. defect area", self.min_area_spin)
         lay.addLayout(form)
+
+        # inspected area
+        self.ignore_button = QPushButton("Ignore…")
+        self.ignore_button.setToolTip("Paint where the model must never look (serial numbers, fixtures) over a "
+                                      "test image; ignored pixels never raise a score and never count in metrics")
+        self.roi_button = QPushButton("ROI…")
+        self.roi_button.setToolTip("Region of interest: paint the only area to inspect over a test image")
+        self.clear_area_button = QPushButton("Clear")
+        self.clear_area_button.setToolTip("Inspect the whole image again")
+        self.area_label = QLabel("Whole image inspected.")
+        self.area_label.setObjectName("hint")
+        self.area_label.setWordWrap(True)
+        area_row = QHBoxLayout()
+        area_row.addWidget(self.ignore_button)
+        area_row.addWidget(self.roi_button)
+        area_row.addWidget(self.clear_area_button)
+        area_box = QGroupBox("Inspected area")
+        lay = QVBoxLayout(area_box)
+        lay.addLayout(area_row)
+        lay.addWidget(self.area_label)
 
         # saved calibrations
         self.calib_combo = QComboBox()
@@ -291,6 +339,7 @@ class ThresholdPanel(QWidget):
         column.setContentsMargins(0, 0, 4, 0)
         column.addWidget(image_box)
         column.addWidget(pixel_box)
+        column.addWidget(area_box)
         column.addWidget(calib_box)
         column.addWidget(self._build_recall_table(), 1)
         scroll = QScrollArea()
@@ -310,6 +359,11 @@ class ThresholdPanel(QWidget):
         self.pixel_group.idClicked.connect(lambda _id: self.apply_pixel_preset())
         self.pixel_spin.valueChanged.connect(self._on_pixel_spin_changed)
         self.min_area_spin.valueChanged.connect(lambda _v: self._emit_threshold())
+        self.band_check.toggled.connect(self._on_band_toggled)
+        self.ok_spin.valueChanged.connect(lambda v: self.set_ok_threshold(self.to_raw(v)) if self.data else None)
+        self.ignore_button.clicked.connect(lambda: self.edit_area("ignore"))
+        self.roi_button.clicked.connect(lambda: self.edit_area("roi"))
+        self.clear_area_button.clicked.connect(lambda: self.set_area(None, None))
         self.load_button.clicked.connect(lambda: self.load_calibration())
         self.save_button.clicked.connect(lambda: self.save_calibration())
         self.name_edit.returnPressed.connect(lambda: self.save_calibration())
@@ -322,7 +376,7 @@ class ThresholdPanel(QWidget):
         self.log_check = QCheckBox("Log-scale counts")
         self.log_check.setToolTip("Show the histogram counts on a log scale (rare high-scoring good images)")
         hint = QLabel("Drag the black line, type a value or click a ROC / PR point.")
-        hint.setToolTip("Orange dots: the current operating point; error bars: its 95% bootstrap interval")
+        hint.setToolTip("Orange dots: the current operating point; error bars: its exact 95% interval")
         hint.setObjectName("hint")
         hint.setWordWrap(True)
         bar = QHBoxLayout()
@@ -342,6 +396,7 @@ class ThresholdPanel(QWidget):
         lay.addLayout(grid, 1)
 
         self.histogram.thresholdDragged.connect(lambda v: self.set_threshold(self.to_raw(v), "line"))
+        self.histogram.okThresholdDragged.connect(lambda v: self.set_ok_threshold(self.to_raw(v)))
         self.roc_plot.pointPicked.connect(lambda t: self.set_threshold(t, "curve"))
         self.pr_plot.pointPicked.connect(lambda t: self.set_threshold(t, "curve"))
         self.log_check.toggled.connect(self.histogram.set_log_scale)
@@ -465,7 +520,9 @@ class ThresholdPanel(QWidget):
                              "test images (good and, ideally, defective).")
             return None
         labels, labels_dir = self._reviewed_labels()
-        worker = Worker(prepare_threshold_data, model.path, dataset, labels=labels, labels_dir=labels_dir)
+        worker = Worker(prepare_threshold_data, model.path, dataset, labels=labels, labels_dir=labels_dir,
+                        area=self._pending_area)
+        self._pending_area = None
         worker.progress.connect(self._on_progress)
         worker.finished.connect(lambda data, w=worker: self._on_data(w, data))
         worker.failed.connect(lambda msg, _d, w=worker: self._on_failed(w, msg))
@@ -517,7 +574,12 @@ class ThresholdPanel(QWidget):
         self.data = None
         self.threshold = None
         self.pixel_threshold = None
+        self.ok_threshold = None
+        self.roi = self.ignore = None
         self.histogram.set_scores(np.empty(0), np.empty(0))
+        self.histogram.set_ok_threshold(None)
+        self.review_label.setText("")
+        self.weak_warning.setVisible(False)
         self.roc_plot.set_curve(None)
         self.pr_plot.set_curve(None)
         self.pro_plot.set_curve(None, None)
@@ -536,6 +598,11 @@ class ThresholdPanel(QWidget):
         it has one, else the best-F1 preset (or a false-alarm target without defects)."""
         self.data = data
         self.threshold = None
+        self.ok_threshold = None
+        area = data.area or data.saved_policy
+        self.roi = None if area is None else area.roi
+        self.ignore = None if area is None else area.ignore
+        self._show_area()
         self._interval_cache = {}
         self._stale = False
         self._refresh_timer.stop()
@@ -570,7 +637,10 @@ class ThresholdPanel(QWidget):
         pixel_default = next((k for k in ("f1", "good_max") if data.pixel_thresholds.get(k) is not None), "none")
         self._check(self.pixel_buttons[pixel_default])
         self.apply_pixel_preset(emit=False)
-        if data.active_calibration and data.active_calibration in data.calibrations:
+        keep, self._keep_on_screen = self._keep_on_screen, None
+        if keep is not None:  # an edited inspected area: the thresholds on screen stay as they were
+            self._restore_thresholds(keep)
+        elif data.active_calibration and data.active_calibration in data.calibrations:
             self.load_calibration(data.active_calibration)
         else:
             preset = "max_f1" if data.has_both_classes else "false_alarm" if has_good else "manual"
@@ -582,7 +652,8 @@ class ThresholdPanel(QWidget):
     def _set_enabled(self, on: bool) -> None:
         for widget in (*self.preset_buttons.values(), self.far_spin, self.recall_spin, self.threshold_spin,
                        self.norm_combo, *self.pixel_buttons.values(), self.pixel_spin, self.min_area_spin,
-                       self.calib_combo, self.load_button, self.name_edit, self.save_button, self.log_check):
+                       self.calib_combo, self.load_button, self.name_edit, self.save_button, self.log_check,
+                       self.band_check, self.ignore_button, self.roi_button, self.clear_area_button):
             widget.setEnabled(on)
 
     def _show_header(self) -> None:
@@ -750,22 +821,25 @@ class ThresholdPanel(QWidget):
         self.summary.setText(
             f"{confusion.tp} of {confusion.tp + confusion.fn} defective images caught, "
             f"{confusion.fp} of {confusion.fp + confusion.tn} good images rejected.")
+        self._show_band()
+        ev = self.data.evaluation
+        weak = weak_model_warning(ev.image_auroc, confusion.false_alarm_rate if self.data.index.n_good else None,
+                                  self.session.active_model.method if self.session.active_model else None)
+        self.weak_warning.setText(weak or "")
+        self.weak_warning.setVisible(bool(weak))
 
     def intervals(self, confusion: Confusion | None = None) -> dict[str, Interval]:
-        """95% intervals at the current threshold: the core's bootstrap for recall and the
-        false-alarm rate; the escape rate is 1 - recall, so its interval is the mirror image."""
+        """Exact (Clopper-Pearson) 95% intervals at the current threshold from the core, for
+        recall, escape, false-alarm and review rates."""
         assert self.data is not None and self.threshold is not None
-        # The bootstrap (seeded) depends only on how many images of each class are flagged,
+        # The intervals depend only on how many images of each class are flagged,
         # so thresholds between the same two scores share one result.
         confusion = confusion or self.data.index.confusion(self.threshold)
         key = (confusion.tp, confusion.fp)
         cached = self._interval_cache.get(key)
         if cached is not None:
             return dict(cached)
-        out = dict(bootstrap_rates(self.data.labels, self.data.scores, self.threshold))
-        rec = out.get("recall")
-        if rec is not None:
-            out["escape_rate"] = Interval(1.0 - rec.estimate, 1.0 - rec.high, 1.0 - rec.low)
+        out = dict(rate_intervals(self.data.labels, self.data.scores, self.threshold))
         if len(self._interval_cache) > 4096:
             self._interval_cache.clear()
         self._interval_cache[key] = dict(out)
@@ -779,6 +853,157 @@ class ThresholdPanel(QWidget):
     def _emit_threshold(self) -> None:
         if self.threshold is not None:
             self.thresholdChanged.emit(self.threshold, self.pixel_threshold)
+            policy = self.policy()
+            if policy is not None:
+                self.policyChanged.emit(policy, self.unsaved)
+
+    # ------------------------------------------------------------------ policy (band, area)
+    def policy(self) -> InspectionPolicy | None:
+        """The inspection policy the controls show (what Save would store)."""
+        if self.data is None or self.threshold is None:
+            return None
+        base = self.data.saved_policy or InspectionPolicy()
+        ok = self.ok_threshold if self.ok_threshold is not None and self.ok_threshold <= self.threshold else None
+        return base.replace(ng_threshold=self.threshold, ok_threshold=ok, pixel_threshold=self.pixel_threshold,
+                            min_defect_area=self.min_area_spin.value(), normalization=self.normalization,
+                            roi=self.roi, ignore=self.ignore, source="Threshold step")
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether the policy on screen differs from the one stored in the model package."""
+        policy = self.policy()
+        saved = None if self.data is None else self.data.saved_policy
+        if policy is None or saved is None:
+            return False
+        return policy.replace(source="").fingerprint() != saved.replace(source="").fingerprint()
+
+    def _on_band_toggled(self, on: bool) -> None:
+        self.ok_spin.setEnabled(on)
+        if self.data is None or self.threshold is None:
+            return
+        if on:
+            good = self.data.scores[~self.data.labels]
+            start = float(np.quantile(good, 0.9)) if good.size else self.threshold
+            self.set_ok_threshold(min(start, self.threshold))
+        else:
+            self.set_ok_threshold(None)
+
+    def set_ok_threshold(self, value: float | None) -> None:
+        """The REVIEW band's lower edge (raw units; None: no band). It never lies above the NG threshold."""
+        if self.data is None:
+            return
+        if value is not None and self.threshold is not None:
+            value = min(float(value), self.threshold)
+        self.ok_threshold = value
+        self.band_check.blockSignals(True)
+        self.band_check.setChecked(value is not None)
+        self.band_check.blockSignals(False)
+        self.ok_spin.setEnabled(value is not None)
+        self._show_band()
+        self._emit_threshold()
+
+    def _show_band(self) -> None:
+        """The OK line on the histogram and the share of parts that would go to REVIEW."""
+        if self.data is None or self.threshold is None:
+            return
+        if self.ok_threshold is not None and self.ok_threshold > self.threshold:
+            self.ok_threshold = self.threshold
+        if self.ok_threshold is None:
+            self.histogram.set_ok_threshold(None)
+            self.review_label.setText("")
+            return
+        shown = self.to_display(self.ok_threshold)
+        self.histogram.set_ok_threshold(shown)
+        self.ok_spin.blockSignals(True)
+        self.ok_spin.setDecimals(self.threshold_spin.decimals())
+        self.ok_spin.setRange(self.threshold_spin.minimum(), self.threshold_spin.maximum())
+        self.ok_spin.setSingleStep(self.threshold_spin.singleStep())
+        self.ok_spin.setValue(shown)
+        self.ok_spin.blockSignals(False)
+        scores = self.data.scores
+        review = (scores >= self.ok_threshold) & (scores < self.threshold)
+        labels = self.data.labels
+        iv = rate_intervals(labels, scores, self.threshold, self.ok_threshold).get("review_rate")
+        ci = f" (95% CI {100 * iv.low:.1f}–{100 * iv.high:.1f}%)" if iv else ""
+        self.review_label.setText(
+            f"REVIEW: {int(review.sum())} of {scores.size} parts ({100 * review.mean():.1f}%){ci}: "
+            f"{int(review[~labels].sum())} good, {int(review[labels].sum())} defective")
+
+    def _restore_thresholds(self, policy: InspectionPolicy) -> None:
+        self._check(self.preset_buttons["manual"])
+        self.min_area_spin.blockSignals(True)
+        self.min_area_spin.setValue(policy.min_defect_area)
+        self.min_area_spin.blockSignals(False)
+        if policy.pixel_threshold is not None:
+            self._check(self.pixel_buttons["manual"])
+        self._set_pixel_value(policy.pixel_threshold, emit=False)
+        self.ok_threshold = policy.ok_threshold
+        self.set_threshold(float(policy.ng_threshold), "load")
+
+    def revert_policy(self) -> None:
+        """Back to the policy stored in the model package (thresholds and inspected area)."""
+        if self.data is None or self.data.saved_policy is None:
+            return
+        saved = self.data.saved_policy
+        if saved.same_area(self.data.area):
+            if self.data.active_calibration in self.data.calibrations:
+                self.load_calibration(self.data.active_calibration)
+            elif saved.ng_threshold is not None:
+                self._restore_thresholds(saved)
+            return
+        self._keep_on_screen = saved if saved.ng_threshold is not None else None
+        self._pending_area = saved
+        self.refresh(force=True)
+
+    def _show_area(self) -> None:
+        parts = []
+        for name, mask in (("region of interest", self.roi), ("ignore region", self.ignore)):
+            if mask is not None:
+                parts.append(f"{name}: {100 * mask.mean():.1f}% of {mask.shape[1]}x{mask.shape[0]} px")
+        self.area_label.setText("; ".join(parts).capitalize() + "." if parts else "Whole image inspected.")
+
+    def sample_image_path(self) -> Path | None:
+        """A test image to paint the inspected area on: a good one if any."""
+        if self.data is None or not self.data.evaluation.records:
+            return None
+        records = self.data.evaluation.records
+        return next((r.path for r in records if r.is_good), records[0].path)
+
+    def edit_area(self, kind: str) -> bool:
+        """Paint the ignore region or the region of interest over a test image (modal dialog)."""
+        from workbench.core.data import read_image
+        from workbench.gui.widgets.area_editor import AreaEditorDialog
+
+        path = self.sample_image_path()
+        if path is None:
+            return False
+        image = read_image(path)
+        current = self.ignore if kind == "ignore" else self.roi
+        if current is not None and current.shape != image.shape[:2]:
+            current = None
+        dialog = AreaEditorDialog(image, current, kind, self)
+        if not dialog.exec():
+            return False
+        mask = dialog.mask()
+        if kind == "ignore":
+            self.set_area(self.roi, mask if mask.any() else None)
+        else:
+            self.set_area(mask if mask.any() else None, self.ignore)
+        return True
+
+    def set_area(self, roi: np.ndarray | None, ignore: np.ndarray | None) -> Worker | None:
+        """Use these masks (image coordinates): scores and pixel metrics are recomputed in the
+        background, the thresholds on screen are kept; nothing is saved until Save."""
+        if self.data is None:
+            return None
+        try:
+            area = (self.data.saved_policy or InspectionPolicy()).replace(roi=roi, ignore=ignore)
+        except ValueError as exc:
+            errors.show_error(self, "Cannot use this area", str(exc))
+            return None
+        self._keep_on_screen = self.policy()
+        self._pending_area = area
+        return self.refresh(force=True)
 
     # ------------------------------------------------------------------ pixel threshold
     def current_pixel_preset(self) -> str:
@@ -880,6 +1105,8 @@ class ThresholdPanel(QWidget):
         self._check(self.pixel_buttons[pixel_preset])
         self._set_pixel_value(None if pixel is None else float(pixel), emit=False)
         self.name_edit.setText(name)
+        ok = cal.get("ok_threshold")
+        self.ok_threshold = None if ok is None else float(ok)
         self.set_threshold(float(cal["image_threshold"]), "load")
         self.saved_label.setText(f"Loaded '{name}' ({cal.get('created_at', '')}).")
         return True
@@ -897,7 +1124,9 @@ class ThresholdPanel(QWidget):
             cal = calibrate(self.data.evaluation, "manual", self.threshold, **kwargs)
         # The pixel value is the one shown: a core pixel preset's value computed in the worker
         # (calibrate(..., pixel_preset=...)), a manual value, or None.
-        return dataclasses.replace(cal, pixel_threshold=self.pixel_threshold)
+        ok = self.ok_threshold if self.ok_threshold is not None and self.ok_threshold <= self.threshold else None
+        return dataclasses.replace(cal, pixel_threshold=self.pixel_threshold, ok_threshold=ok,
+                                   masks={"roi": self.roi is not None, "ignore": self.ignore is not None})
 
     def save_calibration(self, name: str | None = None) -> Calibration | None:
         """Write the current thresholds into the model package as the active calibration."""
@@ -908,8 +1137,9 @@ class ThresholdPanel(QWidget):
         replacing = name in self.data.calibrations
         try:
             cal = self.build_calibration(name)
-            save_calibration(self.data.model_dir, cal, activate=True)
+            save_calibration(self.data.model_dir, cal, activate=True, policy=self.policy())
             self.data.calibrations = load_calibrations(self.data.model_dir)
+            self.data.saved_policy = load_policy(self.data.model_dir)
         except (ValueError, OSError) as exc:
             errors.show_error(self, "Could not save the calibration", str(exc))
             return None
@@ -919,6 +1149,7 @@ class ThresholdPanel(QWidget):
         self.saved_label.setText(f"{'Replaced' if replacing else 'Saved'} '{name}' in the model package "
                                  f"as the active calibration (image {cal.image_threshold:.6g}).")
         self.calibrationSaved.emit(name)
+        self._emit_threshold()  # now saved: the Review step drops its 'unsaved' marker
         return cal
 
     # ------------------------------------------------------------------ helpers
@@ -941,3 +1172,4 @@ class ThresholdPanel(QWidget):
         button.setChecked(True)
         if group is not None:
             group.blockSignals(False)
+

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 from workbench.core.data import Dataset
 from workbench.core.methods import DEFAULT_METHOD, METHODS
 from workbench.core.workspace import DatasetEntry, ModelEntry, Workspace
+from workbench.core.calibration.thresholds import weak_model_warning
 from workbench.gui.pipelines import InferenceSummary, TrainingOutcome, run_inference, train_evaluate_save
 from workbench.gui.panels.models_box import ModelsBox
 from workbench.gui.qtmodels import MethodListModel
@@ -217,6 +218,9 @@ class TrainingPanel(QWidget):
         auroc = outcome.metrics.get("image_auroc")
         self.progress.append_log(f"Saved {model.name}: {outcome.n_train} training images, fit "
                                  f"{outcome.fit_seconds:.1f} s" + (f", image AUROC {auroc:.3f}" if auroc is not None else ""))
+        weak = weak_model_warning(auroc, None, outcome.method)
+        if weak:
+            self.progress.append_log(f"Warning: {weak}")
         self._finish_run("ok", f"model {model.id}")
         self.session.notify_models_changed()
         self.session.set_active_model(model)

@@ -14,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor, QFont
 
+from workbench.core.calibration.policy import InspectionPolicy
 from workbench.core.data import ImageRecord
 from workbench.gui.qtmodels.roles import ObjectRole, SortRole
 
@@ -25,7 +26,7 @@ TIPS = ("Image file (class folder / name)", "Dataset split", "Label from the dat
         "Your verdict and defect class (empty: not reviewed)", "Anomaly score of the active model",
         "The model's decision at its image threshold", "Distance of the score from the threshold: "
         "small = hard case")
-NG_COLOR, OK_COLOR = QColor("#b3261e"), QColor("#1e7a3c")
+NG_COLOR, OK_COLOR, REVIEW_COLOR = QColor("#b3261e"), QColor("#1e7a3c"), QColor("#b26a00")
 
 # Filter values for the verdict filter
 ANY, REVIEWED, UNREVIEWED, VERDICT_OK, VERDICT_NG = None, "reviewed", "unreviewed", "OK", "NG"
@@ -47,7 +48,7 @@ class ReviewTableModel(QAbstractTableModel):
         self.items: list[ReviewItem] = []
         self.labels: dict[str, dict[str, Any]] = {}
         self.masks: set[str] = set()  # keys with a reviewed mask file
-        self.threshold: float | None = None
+        self.policy: InspectionPolicy | None = None  # the decision rule shown (may be unsaved)
         self._rows: dict[str, int] = {}
 
     # ------------------------------------------------------------------ content
@@ -59,17 +60,26 @@ class ReviewTableModel(QAbstractTableModel):
         self._rows = {it.key: i for i, it in enumerate(self.items)}
         self.endResetModel()
 
-    def set_scores(self, scores: dict[str, tuple[int, float]], threshold: float | None) -> None:
-        """``scores``: key -> (index in the predictions, score); other rows lose theirs."""
+    def set_scores(self, scores: dict[str, tuple[int, float]],
+                   policy: InspectionPolicy | float | None) -> None:
+        """``scores``: key -> (index in the predictions, score after the policy's ROI/ignore);
+        other rows lose theirs. ``policy`` decides (a bare number: an NG threshold)."""
         self.beginResetModel()
         for it in self.items:
             it.pred_index, it.score = scores.get(it.key, (None, None))
-        self.threshold = threshold
+        self.policy = _as_policy(policy)
         self.endResetModel()
 
     def set_threshold(self, threshold: float | None) -> None:
-        self.threshold = threshold
+        self.set_policy(_as_policy(threshold))
+
+    def set_policy(self, policy: InspectionPolicy | None) -> None:
+        self.policy = policy
         self._changed_all()
+
+    @property
+    def threshold(self) -> float | None:
+        return None if self.policy is None else self.policy.ng_threshold
 
     def row_of(self, key: str) -> int:
         return self._rows.get(key, -1)
@@ -101,10 +111,18 @@ class ReviewTableModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(0, 0), self.index(len(self.items) - 1, len(HEADERS) - 1))
 
     # ------------------------------------------------------------------ derived values
-    def model_ng(self, it: ReviewItem) -> bool | None:
-        if it.score is None or self.threshold is None:
+    def model_decision(self, it: ReviewItem) -> str | None:
+        """OK / REVIEW / NG / error at the shown policy, or None (no score or no threshold)."""
+        if it.score is None or self.policy is None or self.policy.ng_threshold is None:
             return None
-        return bool(it.score >= self.threshold)
+        return self.policy.verdict(it.score)
+
+    def model_ng(self, it: ReviewItem) -> bool | None:
+        """True for NG (and error), False for OK, None for REVIEW or no decision."""
+        decision = self.model_decision(it)
+        if decision is None or decision == "REVIEW":
+            return None
+        return decision != "OK"
 
     def verdict(self, it: ReviewItem) -> str | None:
         label = self.labels.get(it.key)
@@ -130,9 +148,9 @@ class ReviewTableModel(QAbstractTableModel):
         return ng is not None and ng != self.truth_ng(it)
 
     def margin(self, it: ReviewItem) -> float | None:
-        if it.score is None or self.threshold is None:
+        if it.score is None or self.policy is None or self.policy.ng_threshold is None:
             return None
-        return abs(it.score - self.threshold)
+        return self.policy.margin(it.score)
 
     def is_reviewed(self, it: ReviewItem) -> bool:
         return it.key in self.labels or it.key in self.masks
@@ -191,8 +209,10 @@ class ReviewTableModel(QAbstractTableModel):
             return tip
         if role == Qt.ItemDataRole.ForegroundRole:
             if col == COL_MODEL:
-                ng = self.model_ng(it)
-                return None if ng is None else (NG_COLOR if ng else OK_COLOR)
+                decision = self.model_decision(it)
+                if decision == "REVIEW":
+                    return REVIEW_COLOR
+                return None if decision is None else (OK_COLOR if decision == "OK" else NG_COLOR)
             if col == COL_REVIEW:
                 v = self.verdict(it)
                 return None if v is None else (NG_COLOR if v == "NG" else OK_COLOR)
@@ -218,8 +238,7 @@ class ReviewTableModel(QAbstractTableModel):
         if col == COL_SCORE:
             return "" if it.score is None else f"{it.score:.4g}"
         if col == COL_MODEL:
-            ng = self.model_ng(it)
-            text = "" if ng is None else ("NG" if ng else "OK")
+            text = self.model_decision(it) or ""
             return text + (" ≠" if self.disagrees(it) else "")
         if col == COL_MARGIN:
             m = self.margin(it)
@@ -233,8 +252,8 @@ class ReviewTableModel(QAbstractTableModel):
             m = self.margin(it)
             return math.inf if m is None else float(m)
         if col == COL_MODEL:
-            ng = self.model_ng(it)
-            return -1 if ng is None else int(ng) + (2 if self.disagrees(it) else 0)
+            order = {None: -1, "OK": 0, "REVIEW": 1, "NG": 2, "error": 2}[self.model_decision(it)]
+            return order + (3 if self.disagrees(it) else 0)
         return self._display(it, col).lower()
 
 
@@ -300,3 +319,9 @@ class ReviewFilterProxy(QSortFilterProxyModel):
         if self.disagree_only and not model.disagrees(it):
             return False
         return True
+
+
+def _as_policy(policy: InspectionPolicy | float | None) -> InspectionPolicy | None:
+    if policy is None or isinstance(policy, InspectionPolicy):
+        return policy
+    return InspectionPolicy(ng_threshold=float(policy))

@@ -22,7 +22,8 @@ import numpy as np
 
 from workbench.core.calibration import calibrate, load_calibrations
 from workbench.core.data import Dataset
-from workbench.core.evaluation import EvalResult, pixel_pairs
+from workbench.core.calibration.policy import InspectionPolicy, load_policy
+from workbench.core.evaluation import EvalResult, evaluate_predictions, masked_pixel_pairs
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 from workbench.core.methods.package import read_metadata
 from workbench.core.metrics import Confusion, Curve, ProCurve, downsample_curve, pr_curve, pro_curve, roc_curve
@@ -86,6 +87,8 @@ class ThresholdData:
     dataset_name: str = ""
     dataset_root: str = ""
     notes: list[str] = field(default_factory=list)
+    saved_policy: InspectionPolicy | None = None  # the package's policy (thresholds, masks, statistics)
+    area: InspectionPolicy | None = None  # whose ROI/ignore masks the scores and pixel metrics use
 
     def __post_init__(self) -> None:
         self.index = ScoreIndex(self.labels, self.scores)
@@ -117,7 +120,7 @@ def image_curves(labels: np.ndarray, scores: np.ndarray) -> tuple[Curve | None, 
 def threshold_data_from_evaluation(evaluation: EvalResult, *, pixel: bool = True,
                                    image_stats: dict[str, float] | None = None,
                                    cancel: CancelToken | None = None,
-                                   report=None) -> ThresholdData:
+                                   report=None, area: InspectionPolicy | None = None) -> ThresholdData:
     """Curves and pixel presets of one evaluation (``pixel=False`` skips everything that
     reads masks: synthetic evaluations in tests and benchmarks have no files)."""
     labels = np.array([r.is_anomalous for r in evaluation.records], bool)
@@ -126,15 +129,31 @@ def threshold_data_from_evaluation(evaluation: EvalResult, *, pixel: bool = True
     data = ThresholdData(evaluation, labels, scores, roc=roc, pr=pr, image_stats=image_stats, notes=notes)
     if not pixel:
         return data
+    derived = evaluation.derived if area is None or not area.has_masks else None
+    if derived is not None:  # stored with the prediction cache right after training
+        if derived.get("pro") is not None:
+            p = derived["pro"]
+            data.pro = ProCurve(fpr=np.asarray(p["fpr"]), pro=np.asarray(p["pro"]),
+                                thresholds=np.asarray(p["thresholds"]))
+            data.aupro = evaluation.aupro
+        else:
+            data.notes.append("No pixel ground truth (defect masks): the PRO curve and the pixel-F1 "
+                              "threshold are not available.")
+        if evaluation.n_without_mask:
+            data.notes.append(f"{evaluation.n_without_mask} defective image(s) have no mask and are left out "
+                              "of pixel metrics.")
+        data.pixel_thresholds = dict(derived["pixel_presets"])
+        return data
     if report:
         report(1, "pixel ground truth")
-    masks, maps, without = pixel_pairs(evaluation.records, evaluation.maps)
+    masks, maps, without, valid = masked_pixel_pairs(evaluation.records, evaluation.maps, area)
     if cancel is not None:
         cancel.raise_if_cancelled()
-    if any(m.any() for m in masks):
+    if any((m & v).any() if v is not None else m.any() for m, v in zip(masks, valid)):
         if report:
             report(2, "PRO curve")
-        data.pro = downsample_curve(pro_curve(masks, maps), PRO_PLOT_POINTS)
+        data.pro = downsample_curve(pro_curve(masks, maps, valid=valid if evaluation.masked else None),
+                                    PRO_PLOT_POINTS)
         data.aupro = evaluation.aupro
     else:
         data.notes.append("No pixel ground truth (defect masks): the PRO curve and the pixel-F1 "
@@ -148,7 +167,8 @@ def threshold_data_from_evaluation(evaluation: EvalResult, *, pixel: bool = True
         if report:
             report(3 + i, f"pixel threshold ({preset})")
         try:  # the core's own definition of each pixel preset, so the GUI and the CLI agree
-            data.pixel_thresholds[preset] = calibrate(evaluation, "manual", 0.0, pixel_preset=preset).pixel_threshold
+            data.pixel_thresholds[preset] = calibrate(evaluation, "manual", 0.0, pixel_preset=preset,
+                                                      policy=area).pixel_threshold
         except ValueError as exc:
             data.pixel_thresholds[preset] = None
             data.notes.append(str(exc))
@@ -156,19 +176,27 @@ def threshold_data_from_evaluation(evaluation: EvalResult, *, pixel: bool = True
 
 
 def prepare_threshold_data(model_dir: str | Path, dataset: Dataset, *, labels: dict | None = None,
-                           labels_dir: Path | None = None, progress: ProgressCallback | None = None,
-                           cancel: CancelToken) -> ThresholdData:
+                           labels_dir: Path | None = None, area: InspectionPolicy | None = None,
+                           progress: ProgressCallback | None = None, cancel: CancelToken) -> ThresholdData:
     """The Threshold step's job: evaluation (cached per model), curves, pixel presets and the
     calibrations stored in the package. With reviewed ``labels`` (from the Review step), the
-    reviewed verdicts and masks are the ground truth."""
+    reviewed verdicts and masks are the ground truth. Scores and pixel metrics use the ROI /
+    ignore masks of ``area`` (default: the package's saved policy)."""
     evaluation = evaluation_for(model_dir, dataset, progress=progress, cancel=cancel)
     cancel.raise_if_cancelled()
     if labels:
         evaluation, _ = evaluate_reviewed(evaluation, labels, labels_dir, dataset.root, cancel=cancel)
+    saved = load_policy(model_dir)
+    area = area if area is not None else saved
+    if area.has_masks:
+        evaluation = evaluate_predictions(evaluation.records, evaluation.scores, evaluation.maps,
+                                          evaluation.predict_seconds, policy=area)
     report = make_reporter(progress, "Preparing threshold curves", 2 + len(PIXEL_VALUE_PRESETS) + 1)
     meta = read_metadata(model_dir)
     data = threshold_data_from_evaluation(evaluation, pixel=True, cancel=cancel, report=report,
-                                          image_stats=meta.get("score_stats", {}).get("image"))
+                                          image_stats=meta.get("score_stats", {}).get("image"),
+                                          area=area if area.has_masks else None)
+    data.saved_policy, data.area = saved, area
     data.calibrations = load_calibrations(model_dir)
     data.active_calibration = meta.get("active_calibration")
     data.model_dir = Path(model_dir)

@@ -20,6 +20,7 @@ from PySide6.QtGui import QImage, QPainterPath, QPolygonF
 
 from workbench.core.data import ImageRecord, read_image, read_mask
 from workbench.core.data.io import resize_mask
+from workbench.core.calibration.policy import InspectionPolicy
 from workbench.core.labels import load_mask, mask_contours, region_contours
 from workbench.core.visualize import MapScale, heat_overlay
 from workbench.gui.imaging import BackgroundImageLoader, LruCache, rgb_to_qimage
@@ -43,6 +44,7 @@ class MapSettings:
     pixel_threshold: float
     colormap: int = cv2.COLORMAP_JET
     min_area: int = 0
+    policy: InspectionPolicy | None = None  # when set, outlines follow its decision (min area, ROI/ignore)
 
 
 @dataclass
@@ -87,7 +89,7 @@ def current_mask(record: ImageRecord, key: str, mask_dir: Path | None, shape: tu
 
 
 def render_frame(record: ImageRecord, key: str, amap: np.ndarray | None, settings: MapSettings | None,
-                 mask_dir: Path | None) -> ReviewFrame:
+                 mask_dir: Path | None, score: float | None = None) -> ReviewFrame:
     """Pool thread: decode, colour the map, outline the model's region, load the mask."""
     image = read_image(record.path)
     h, w = image.shape[:2]
@@ -95,7 +97,11 @@ def render_frame(record: ImageRecord, key: str, amap: np.ndarray | None, setting
     if amap is not None and settings is not None:
         heat = heat_overlay(image, settings.scale.normalize(amap), alpha=1.0, colormap=settings.colormap)
         frame.heat = _rgb32(heat)
-        frame.region = region_contours(amap, settings.pixel_threshold, (h, w), settings.min_area)
+        if settings.policy is not None and score is not None:
+            # the same rule as predict and the ONNX runtime: OK parts get no outline
+            frame.region = mask_contours(settings.policy.decide(score, amap, (h, w)).region)
+        else:
+            frame.region = region_contours(amap, settings.pixel_threshold, (h, w), settings.min_area)
         frame.region_path = contours_path(frame.region)
         frame.amap = amap
     frame.mask, frame.mask_source = current_mask(record, key, mask_dir, (h, w))

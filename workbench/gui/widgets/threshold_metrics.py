@@ -1,7 +1,7 @@
-"""Confusion matrix and rates at the current threshold, with 95% bootstrap intervals.
+"""Confusion matrix and rates at the current threshold, with exact 95% intervals.
 
 Shows numbers the panel hands over (a core :class:`~workbench.core.metrics.Confusion` and the
-core's :func:`~workbench.core.calibration.bootstrap_rates` intervals); computes nothing.
+core's :func:`~workbench.core.calibration.rate_intervals` intervals); computes nothing.
 """
 
 from __future__ import annotations
@@ -137,8 +137,7 @@ class ConfusionView(QWidget):
             interval = QLabel("–")
             interval.setObjectName(f"interval_{key}")
             interval.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            interval.setToolTip("95% percentile bootstrap interval (good and defective images resampled "
-                                "separately); '–' where the core gives none")
+            interval.setToolTip("Exact (Clopper-Pearson) 95% binomial interval; '–' where the core gives none")
             # fixed sizes: a changing number must not trigger a relayout of the whole panel
             value.setFixedSize(value.fontMetrics().horizontalAdvance("100.0%") + 12, value.sizeHint().height())
             interval.setFixedSize(interval.fontMetrics().horizontalAdvance("100.0–100.0%") + 10,

@@ -22,6 +22,7 @@ DEFECT_COLOR = "#dc2626"
 CURVE_COLOR = "#1f2937"
 POINT_COLOR = "#d97706"
 LINE_COLOR = "#111827"
+REVIEW_LINE_COLOR = "#b26a00"  # the OK threshold of a REVIEW band
 LOG_FLOOR = 0.5  # empty bins in log scale sit on this floor (log of 0 does not exist)
 PICK_RADIUS_PX = 40.0  # a click on a curve plot picks the nearest point within this distance
 
@@ -99,6 +100,7 @@ class ScoreHistogram(pg.PlotWidget):
     """
 
     thresholdDragged = Signal(float)
+    okThresholdDragged = Signal(float)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -124,6 +126,18 @@ class ScoreHistogram(pg.PlotWidget):
         self.line.setZValue(10)
         self.addItem(self.line)
         self.line.sigPositionChanged.connect(self._on_line_moved)
+        # second line: the OK threshold of a REVIEW band (hidden without a band)
+        self.ok_line = pg.InfiniteLine(pos=0.0, angle=90, movable=True,
+                                       pen=pg.mkPen(REVIEW_LINE_COLOR, width=2, style=Qt.PenStyle.DashLine),
+                                       hoverPen=pg.mkPen(POINT_COLOR, width=3),
+                                       label="OK < {value:.4g}",
+                                       labelOpts={"position": 0.80, "color": REVIEW_LINE_COLOR,
+                                                  "fill": (255, 255, 255, 220), "movable": True})
+        self.ok_line.setToolTip("Drag to move the OK threshold: images between the two lines go to REVIEW")
+        self.ok_line.setZValue(9)
+        self.ok_line.setVisible(False)
+        self.addItem(self.ok_line)
+        self.ok_line.sigPositionChanged.connect(self._on_ok_line_moved)
         self.note = _Note()
         self.addItem(self.note, ignoreBounds=True)
 
@@ -191,9 +205,26 @@ class ScoreHistogram(pg.PlotWidget):
     def threshold(self) -> float:
         return float(self.line.value())
 
+    def set_ok_threshold(self, value: float | None) -> None:
+        """Show the band's OK line at ``value`` (display units), or hide it (None)."""
+        self._setting = True
+        try:
+            self.ok_line.setVisible(value is not None)
+            if value is not None:
+                self.ok_line.setValue(float(value))
+        finally:
+            self._setting = False
+
+    def ok_threshold(self) -> float | None:
+        return float(self.ok_line.value()) if self.ok_line.isVisible() else None
+
     def _on_line_moved(self, _line=None) -> None:
         if not self._setting:
             self.thresholdDragged.emit(float(self.line.value()))
+
+    def _on_ok_line_moved(self, _line=None) -> None:
+        if not self._setting:
+            self.okThresholdDragged.emit(float(self.ok_line.value()))
 
 
 class CurvePlot(pg.PlotWidget):
@@ -228,7 +259,7 @@ class CurvePlot(pg.PlotWidget):
         self.setYRange(-0.02, 1.04, padding=0)
         self.getPlotItem().vb.setLimits(xMin=-0.05, xMax=1.05, yMin=-0.05, yMax=1.05)
         self.scene().sigMouseClicked.connect(self._on_click)
-        self.setToolTip("Orange: the current threshold, with its 95% bootstrap interval as error bars.\n"
+        self.setToolTip("Orange: the current threshold, with its exact 95% interval as error bars.\n"
                         "Click a point of the curve to move the threshold there.")
 
     def set_curve(self, curve: Curve | None, name: str = "", note: str = "") -> None:
