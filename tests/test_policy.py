@@ -275,3 +275,24 @@ def test_same_area_compares_the_inspected_pixels():
     assert a.same_area(a.replace(ng_threshold=2.0)) and InspectionPolicy().same_area(None)
     assert not a.same_area(InspectionPolicy()) and not a.same_area(a.replace(ignore=~ignore))
     assert not a.same_area(a.replace(roi=~ignore))
+
+
+def test_presets_centre_the_cut_in_its_gap_without_changing_any_decision():
+    """A preset never puts the threshold on (or a float above) a calibration image's score, whose
+    decision would then hang on digits torch and onnxruntime do not share."""
+    from workbench.core.calibration import choose_threshold
+    from workbench.core.calibration.thresholds import centred_cut, threshold_for_false_alarm
+    from workbench.core.metrics import confusion_at
+
+    rng = np.random.default_rng(4)
+    labels = np.r_[np.zeros(60, bool), np.ones(20, bool)]
+    scores = np.r_[rng.normal(0, 1, 60), rng.normal(2, 1, 20)]
+    for preset, target in (("max_f1", None), ("false_alarm", 0.05), ("recall", 0.9)):
+        t = choose_threshold(labels, scores, preset, target)
+        gap = np.sort(np.abs(scores - t))[0]
+        below, above = scores[scores < t].max(), scores[scores >= t].min()
+        assert t == pytest.approx((below + above) / 2) and gap > 1e-6
+    exact = threshold_for_false_alarm(scores[~labels], 0.05)
+    centred = choose_threshold(labels, scores, "false_alarm", 0.05)
+    assert confusion_at(labels, scores, exact) == confusion_at(labels, scores, centred)
+    assert centred_cut(scores, scores.max() + 1) == scores.max() + 1  # nothing above: unchanged

@@ -19,7 +19,7 @@ import numpy as np
 
 from workbench.core.calibration.policy import (NORMALIZATIONS, InspectionPolicy, check_calibration_record, denormalize, load_policy,
                                                normalize_scores, read_package_metadata, write_policy)
-from workbench.core.calibration.thresholds import (choose_threshold, guaranteed_threshold, rate_intervals,
+from workbench.core.calibration.thresholds import (centred_cut, choose_threshold, guaranteed_threshold, rate_intervals,
                                                    sample_size_warning, threshold_for_recall, weak_model_warning)
 from workbench.core.evaluation import EvalResult, pixel_inputs
 from workbench.core.metrics import confusion_at, pixel_f1_max
@@ -83,14 +83,17 @@ def calibrate(evaluation: EvalResult, preset: str, target: float | None = None, 
     if preset == "guaranteed_fpr":
         if target is None:
             raise ValueError("The guaranteed false-alarm preset needs a target rate.")
-        threshold = guaranteed_threshold(evaluation.scores[~labels], target, confidence)
+        # centring only raises it (towards the next score): the guarantee holds all the more
+        threshold = centred_cut(evaluation.scores, guaranteed_threshold(evaluation.scores[~labels], target,
+                                                                          confidence))
     else:
         threshold = choose_threshold(labels, evaluation.scores, preset, target)
     if not math.isfinite(threshold):
         raise ValueError(f"The chosen threshold is not a finite number ({threshold}): the model's scores on "
                          "these images are not finite. Retrain the model.")
     if ok_recall is not None:
-        ok_threshold = min(threshold_for_recall(evaluation.scores[labels], ok_recall), threshold)
+        ok_threshold = min(centred_cut(evaluation.scores, threshold_for_recall(evaluation.scores[labels], ok_recall)),
+                           threshold)
     if ok_threshold is not None and ok_threshold > threshold:
         raise ValueError(f"The OK threshold ({ok_threshold:.6g}) is above the NG threshold ({threshold:.6g}): "
                          "scores between the two go to REVIEW, so the OK threshold must be the lower one.")

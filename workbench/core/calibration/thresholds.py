@@ -51,19 +51,38 @@ def threshold_for_recall(defect_scores: np.ndarray, min_recall: float) -> float:
     return float(bad[needed - 1])
 
 
+def centred_cut(scores: np.ndarray, threshold: float) -> float:
+    """The middle of the gap of ``scores`` that ``threshold`` falls in.
+
+    Every threshold in ``(highest score below it, lowest score at or above it]`` flags exactly
+    the same images, so the presets' decisions on the calibration data do not change. The
+    middle keeps the images next to the cut as far from it as possible: a preset that returned
+    a calibration image's own score (or the next float above it) would leave that image's
+    decision to the last digits, which the torch and onnxruntime paths do not share (they
+    agree to about 1e-5 relative). Without a score on one side, ``threshold`` is returned.
+    """
+    values = np.unique(np.asarray(scores, np.float64)[np.isfinite(scores)])
+    i = int(np.searchsorted(values, threshold, side="left"))  # values[i - 1] < threshold <= values[i]
+    if i == 0 or i == values.size:
+        return float(threshold)
+    return float((values[i - 1] + values[i]) / 2.0)
+
+
 def choose_threshold(labels: np.ndarray, scores: np.ndarray, preset: str, target: float | None = None) -> float:
+    """The preset's threshold, centred in its gap of the scores (see :func:`centred_cut`): the
+    same images are flagged as by the preset's exact definition."""
     labels = np.asarray(labels, bool)
     scores = np.asarray(scores, np.float64)
     if preset == "max_f1":
         if labels.all() or not labels.any():
             raise ValueError("Maximising F1 needs both good and defective labelled images.")
-        return float(f1_max(labels, scores)[1])
+        return centred_cut(scores, float(f1_max(labels, scores)[1]))
     if target is None:
         raise ValueError(f"Preset '{preset}' needs a target value.")
     if preset == "false_alarm":
-        return threshold_for_false_alarm(scores[~labels], target)
+        return centred_cut(scores, threshold_for_false_alarm(scores[~labels], target))
     if preset == "recall":
-        return threshold_for_recall(scores[labels], target)
+        return centred_cut(scores, threshold_for_recall(scores[labels], target))
     if preset == "manual":
         return float(target)
     raise ValueError(f"Unknown threshold preset '{preset}'. Choose one of {', '.join(PRESETS)}.")
