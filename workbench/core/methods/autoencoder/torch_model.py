@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workbench.core.methods.reconstruction import conv_block, up_block
+from workbench.core.methods.components.inference import InferenceModule
+from workbench.core.methods.components.ops import gaussian_blur
+from workbench.core.methods.components.reconstruction import (conv_block, decoder_stages, encoder_stages, ssim_map,
+                                                              to_unit, topk_mean)
 
 DOWNSAMPLINGS = 4  # the code is image_size / 16 on a side
 
@@ -22,21 +25,24 @@ class ConvAutoencoder(nn.Module):
         super().__init__()
         w = width
         chans = [w, 2 * w, 4 * w, 4 * w]
-        enc: list[nn.Module] = []
-        c_in = 3
-        for c in chans:
-            enc += [conv_block(c_in, c, stride=2), conv_block(c, c)]
-            c_in = c
-        enc += [nn.Conv2d(c_in, latent_channels, 1)]
-        self.encoder = nn.Sequential(*enc)
-        dec: list[nn.Module] = [conv_block(latent_channels, chans[-1])]
-        c_in = chans[-1]
-        for c in reversed(chans[:-1]):
-            dec += [up_block(c_in, c), conv_block(c, c)]
-            c_in = c
-        # the full-resolution stage is one output conv: most of the compute sits there
-        dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, 3, 3, padding=1), nn.Tanh()]
+        self.encoder = nn.Sequential(*encoder_stages(chans), nn.Conv2d(chans[-1], latent_channels, 1))
+        dec: list[nn.Module] = [conv_block(latent_channels, chans[-1]), *decoder_stages(chans)]
         self.decoder = nn.Sequential(*dec)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
+
+
+class AutoencoderModel(InferenceModule):
+    """Inference as one module: reconstruction -> residual map -> smoothed map and top-k score."""
+
+    def __init__(self, net: ConvAutoencoder, l2_weight: float, sigma: float, topk: float) -> None:
+        super().__init__()
+        self.net, self.l2_weight, self.sigma, self.topk = net, l2_weight, sigma, topk
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = to_unit(x)
+        b = to_unit(self.net(x)).clamp(0, 1)
+        maps = (1 - ssim_map(a, b)) + self.l2_weight * ((a - b) ** 2).mean(1)
+        maps = gaussian_blur(maps, self.sigma)
+        return topk_mean(maps, self.topk), maps
