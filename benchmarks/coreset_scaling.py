@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from workbench.core.methods.patchcore.coreset import greedy_coreset
+from workbench.core.methods.components.coreset import greedy_coreset
 
 
 def run(n: int, k: int, dim: int) -> tuple[float, float]:

@@ -63,3 +63,21 @@ def fit_each():
         return out
 
     return fit
+
+
+@pytest.fixture(scope="session")
+def fitted_method(tiny_images):
+    """``fitted_method(name)`` -> (model fitted on CPU with its class's ``tiny_params``, its progress
+    events); each method is fitted once per test session and shared by every test file."""
+    from workbench.core.methods import METHODS, create_method
+
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            events: list = []
+            model = create_method(name, device="cpu", **METHODS[name].tiny_params)
+            cache[name] = (model.fit(tiny_images["train"], progress=events.append), events)
+        return cache[name]
+
+    return get

@@ -1,19 +1,17 @@
-"""Method interface: schema, fit/predict shapes, save/load round trip, progress, cancel."""
+"""Method interface: the registry, schema coercion, coreset selection and damaged packages.
+(Round trips, progress, cancel and seeding of every method: ``test_method_contract.py``.)"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from workbench.core.jobs import CancelToken, Cancelled
-from workbench.core.methods import METHODS, create_method
+from workbench.core.methods import METHODS
 from workbench.core.methods.package import ModelPackageError, load_model, save_model
 from workbench.core.methods.schema import Param, resolve_params
-
-TINY = {"patchcore": {"image_size": 64, "coreset_ratio": 0.2}, "padim": {"image_size": 64}}
-
 
 def test_registry_lists_both_foundation_methods():
     assert {"patchcore", "padim"} <= set(METHODS)
@@ -37,56 +35,10 @@ def test_schema_coerces_and_rejects_with_clear_messages():
         resolve_params(schema, {"k": 2.5})
 
 
-@pytest.mark.parametrize("method", ["patchcore", "padim"])
-def test_fit_predict_save_load_round_trip(method, tiny_images, tmp_path):
-    events = []
-    model = create_method(method, device="cpu", **TINY[method])
-    model.fit(tiny_images["train"], progress=events.append)
-    assert events and events[-1].current == events[-1].total
-    test = tiny_images["good"] + tiny_images["bad"]
-    scores, maps = model.predict(test)
-    assert scores.shape == (len(test),) and scores.dtype == np.float32
-    assert maps.shape == (len(test), 64, 64) and maps.dtype == np.float32
-    assert np.isfinite(scores).all() and np.isfinite(maps).all()
-    assert scores[len(tiny_images["good"]):].mean() > scores[:len(tiny_images["good"])].mean()
-
-    save_model(model, tmp_path / "m")
-    meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    assert meta["method"] == method and meta["format_version"] == 1 and meta["params"]["image_size"] == 64
-    loaded = load_model(tmp_path / "m", device="cpu")
-    scores2, maps2 = loaded.predict(test)
-    np.testing.assert_array_equal(scores, scores2)
-    np.testing.assert_array_equal(maps, maps2)
-
-
-def test_same_seed_gives_identical_models(tiny_images):
-    a = create_method("patchcore", device="cpu", **TINY["patchcore"]).fit(tiny_images["train"])
-    b = create_method("patchcore", device="cpu", **TINY["patchcore"]).fit(tiny_images["train"])
-    assert (a.state_tensors()["memory_bank"] == b.state_tensors()["memory_bank"]).all()
-
-
-@pytest.mark.parametrize("method", ["patchcore", "padim"])
-def test_cancel_stops_fit(method, tiny_images):
-    token = CancelToken()
-
-    def cancel_after_first(event):
-        token.cancel()
-
-    model = create_method(method, device="cpu", **TINY[method])
-    with pytest.raises(Cancelled):
-        model.fit(tiny_images["train"], progress=cancel_after_first, cancel=token)
-    assert not model.fitted
-
-
-def test_predict_before_fit_is_a_clear_error(tiny_images):
-    with pytest.raises(RuntimeError, match="not trained yet"):
-        create_method("padim", device="cpu").predict(tiny_images["good"])
-
-
 def test_coreset_is_bounded_and_covers(tiny_images):
     import torch
 
-    from workbench.core.methods.patchcore.coreset import greedy_coreset
+    from workbench.core.methods.components.coreset import greedy_coreset
 
     torch.manual_seed(0)
     # 64-dim features with low intrinsic dimension, like backbone patch features.
@@ -103,8 +55,8 @@ def test_coreset_is_bounded_and_covers(tiny_images):
         assert radius(idx) < 0.7 * random_radius
 
 
-def test_damaged_packages_are_refused(tiny_images, tmp_path):
-    model = create_method("padim", device="cpu", **TINY["padim"]).fit(tiny_images["train"])
+def test_damaged_packages_are_refused(fitted_method, tmp_path):
+    model, _ = fitted_method("padim")
     save_model(model, tmp_path / "m")
     with pytest.raises(ModelPackageError, match="not found"):
         load_model(tmp_path / "nope")
@@ -118,3 +70,19 @@ def test_damaged_packages_are_refused(tiny_images, tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelPackageError, match="newer workbench"):
         load_model(tmp_path / "m")
+
+
+OLD_PACKAGES = Path(__file__).parent / "data" / "old_packages"
+
+
+@pytest.mark.parametrize("method", ["dfm", "fastflow"])
+def test_packages_saved_by_earlier_versions_load_and_score_the_same(method, sample_root):
+    """Packages written before each method's state lived in one inference module (FastFlow's keys
+    then lacked the module's ``net.`` prefix) load and give the scores they gave when saved."""
+    from workbench.core.data import read_image
+
+    expected = json.loads((OLD_PACKAGES / "expected.json").read_text())
+    images = [read_image(sample_root / name) for name in expected["images"]]
+    scores, maps = load_model(OLD_PACKAGES / method, device="cpu").predict(images)
+    np.testing.assert_allclose(scores, expected["packages"][method]["scores"], rtol=1e-5)
+    assert maps.shape == (len(images), 64, 64) and np.isfinite(maps).all()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from workbench.core.jobs import CancelToken, Cancelled
-from workbench.core.methods.trainer import ImageCache, train_loop
+from workbench.core.methods.components.training import ImageCache, train_loop
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 

@@ -390,12 +390,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _event(stage: str, current: int, total: int):
-    from workbench.core.jobs import ProgressEvent
-
-    return ProgressEvent(stage, current, total)
-
-
 def cmd_gui(args: argparse.Namespace) -> int:
     from workbench.gui.app import main as gui_main
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from workbench.core.metrics import Confusion, confusion_at, f1_max
+from workbench.core.metrics import f1_max
 
 PRESETS = ("max_f1", "false_alarm", "recall", "manual")
 
@@ -237,7 +237,3 @@ def sample_size_warning(n_good: int, target_rate: float) -> str | None:
         return (f"Only {n_good} good images: a false-alarm rate of {target_rate:.2%} cannot be confirmed "
                 f"(need at least {needed} for 95% confidence; these support about {3 / max(n_good, 1):.1%}).")
     return None
-
-
-def summarize(labels: np.ndarray, scores: np.ndarray, threshold: float) -> Confusion:
-    return confusion_at(np.asarray(labels, bool), np.asarray(scores), threshold)

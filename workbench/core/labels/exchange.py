@@ -42,7 +42,7 @@ from workbench.core.files import atomic_write_json
 from workbench.core.formats import CocoFile, LabelManifestJson, RleJson, validate
 from workbench.core.labels.reviewed import reviewed_records
 from workbench.core.labels.storage import (
-    LabelError, dataset_labels_dir, delete_mask, encode_mask, label_key, load_mask, save_mask,
+    LabelError, dataset_labels_dir, encode_mask, label_key, load_mask, save_mask,
 )
 
 MANIFEST = "workbench_labels.json"
@@ -490,7 +490,3 @@ def store_labels(workspace: Any, dataset_id: int, items: list[ImportedLabel]) ->
             save_mask(folder, item.key, item.mask)
         workspace.set_label(dataset_id, item.key, item.verdict, item.defect_class, item.note)
     return len(items)
-
-
-def forget_mask(workspace: Any, dataset_id: int, key: str) -> bool:
-    return delete_mask(dataset_labels_dir(workspace.labels_dir, dataset_id), key)

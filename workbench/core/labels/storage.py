@@ -132,11 +132,6 @@ def has_mask(dataset_dir: str | os.PathLike[str], key: str) -> bool:
     return mask_file(dataset_dir, key).is_file()
 
 
-def mask_keys(dataset_dir: str | os.PathLike[str], keys: Iterable[str]) -> set[str]:
-    """Which of ``keys`` have a reviewed mask (one stat per key)."""
-    return {k for k in keys if has_mask(dataset_dir, k)}
-
-
 # ----------------------------------------------------------------------------- classes
 def classes_key(dataset_id: int) -> str:
     return CLASSES_SETTING.format(dataset_id=int(dataset_id))

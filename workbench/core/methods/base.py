@@ -3,8 +3,14 @@
 Modelled on scikit-learn estimators (explicit params, ``fit`` then ``predict``) with
 anomalib's split of torch model and training loop: subclasses implement ``_fit`` and
 ``_predict_tensor`` on preprocessed tensors, the base class owns batching, progress,
-cancellation, devices and the parameter schema. Saving and loading live in
-:mod:`workbench.core.methods.package` and only ever use ``state_tensors``.
+cancellation, devices and the parameter schema.
+
+Each method is two files: ``model.py`` (this class: schema and ``fit``) and ``torch_model.py``
+(one :class:`~workbench.core.methods.components.inference.InferenceModule` from a normalised
+batch to ``(scores, maps)`` holding everything learned). ``fit`` ends by handing that module to
+:meth:`AnomalyModel._set_module`; from then on predict, the ONNX export and saving all use it.
+Saving and loading live in :mod:`workbench.core.methods.package` and only ever use
+``state_tensors`` / ``load_state_tensors``, i.e. the module's ``state_dict``.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from workbench.core.backbones import DEFAULT_BACKBONE, EMBEDDED, BackboneSpec, c
 from workbench.core.backbones.extractor import FeatureExtractor
 from workbench.core.backbones.weights import input_normalization
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
+from workbench.core.methods.components.inference import InferenceModule
 from workbench.core.methods.images import batches, to_tensor
-from workbench.core.methods.schema import Param, resolve_params
+from workbench.core.methods.schema import Param, params_view, resolve_params, with_defaults
 
 COMMON_PARAMS: tuple[Param, ...] = (
     Param("image_size", "int", 256, "Images are resized to this square size before the backbone. "
@@ -50,35 +57,62 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+BACKBONE_PARAMS = ("backbone", "weights")
+
+
 class AnomalyModel(ABC):
     """Base class of all methods. Subclasses declare ``name``, ``title``, ``family``,
-    ``description`` and ``schema`` (method params; :data:`COMMON_PARAMS` are added)."""
+    ``description``, ``method_params`` (:data:`COMMON_PARAMS` are added) and ``tiny_params``,
+    and implement ``_fit`` and ``_new_module``."""
 
     name: ClassVar[str]
     title: ClassVar[str]
     family: ClassVar[str]
     description: ClassVar[str]
     method_params: ClassVar[tuple[Param, ...]] = ()
+    # Defaults of common parameters this method changes (e.g. a CPU-friendly image_size).
+    common_defaults: ClassVar[dict[str, Any]] = {}
+    # False for methods that learn from raw pixels: the backbone parameters leave their schema.
+    uses_backbone: ClassVar[bool] = True
+    # Whether ``export_module`` is a graph of ONNX-exportable operations.
+    exportable: ClassVar[bool] = True
+    # The smallest budget that still trains every part: the method contract tests fit with it.
+    tiny_params: ClassVar[dict[str, Any]] = {}
     # Values of parameters added after a method first shipped, as that method behaved before
     # them; a saved model whose package lacks such a parameter loads with this value, not the
     # new default, so its scores (and the threshold calibrated on them) do not change.
     params_before_added: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, device: str | torch.device | None = None, **params: Any) -> None:
-        self.params: dict[str, Any] = resolve_params(self.schema(), params)
+        schema = self.schema()
+        self.params: dict[str, Any] = resolve_params(schema, params)
+        # typed, read-only view of the same values: ``self.p.coreset_ratio``
+        self.p: Any = params_view(type(self).__name__, schema, self.params)
         self.device = torch.device(device) if device is not None else default_device()
-        self.backbone_spec = BackboneSpec(self.params["backbone"], self.params["weights"])
+        self.backbone_spec = BackboneSpec(self.params.get("backbone", DEFAULT_BACKBONE),
+                                          self.params.get("weights", EMBEDDED))
         self.metadata: dict[str, Any] = {}
         self._extractor: FeatureExtractor | None = None
+        self._module: InferenceModule | None = None
         self.fitted = False
 
     @classmethod
     def schema(cls) -> tuple[Param, ...]:
-        return COMMON_PARAMS + cls.method_params
+        common = COMMON_PARAMS if cls.uses_backbone else tuple(p for p in COMMON_PARAMS
+                                                               if p.name not in BACKBONE_PARAMS)
+        return with_defaults(common, **cls.common_defaults) + cls.method_params
+
+    @classmethod
+    def params_from_package(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """The parameters a package recorded, brought to this version: parameters added since get
+        their old behaviour (``params_before_added``); the backbone parameters that methods without
+        a backbone used to accept (and ignore) are dropped."""
+        dropped = () if cls.uses_backbone else BACKBONE_PARAMS
+        return {**cls.params_before_added, **{k: v for k, v in saved.items() if k not in dropped}}
 
     @property
     def image_size(self) -> int:
-        return int(self.params["image_size"])
+        return self.p.image_size
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -107,9 +141,10 @@ class AnomalyModel(ABC):
         """Learn normality from good images only. Raises ``Cancelled`` if cancelled."""
         if len(images) == 0:
             raise ValueError("No training images: an unsupervised method needs good images to learn from.")
-        seed_everything(int(self.params["seed"]))
+        seed_everything(self.p.seed)
         cancel = cancel or CancelToken()
         self.fitted = False
+        self._module = None
         self._fit(images, progress, cancel)
         cancel.raise_if_cancelled()  # a cancel during the last step still discards the result
         self.fitted = True
@@ -129,7 +164,7 @@ class AnomalyModel(ABC):
         report = make_reporter(progress, "predict", len(images))
         scores = np.empty(len(images), np.float32)
         maps = np.empty((len(images), self.image_size, self.image_size), np.float32)
-        for start, chunk in batches(images, int(self.params["batch_size"])):
+        for start, chunk in batches(images, self.p.batch_size):
             cancel.raise_if_cancelled()
             batch_scores, batch_maps = self._predict_chunk(chunk)
             scores[start:start + len(chunk)] = batch_scores.float().cpu().numpy()
@@ -161,7 +196,7 @@ class AnomalyModel(ABC):
     def iter_feature_batches(self, images: Sequence[np.ndarray], cancel: CancelToken,
                              report: Report) -> Any:
         """Yield backbone features of ``images`` batch by batch, reporting progress."""
-        for start, chunk in batches(images, int(self.params["batch_size"])):
+        for start, chunk in batches(images, self.p.batch_size):
             cancel.raise_if_cancelled()
             x = self.preprocess(chunk)
             with torch.inference_mode():
@@ -172,27 +207,49 @@ class AnomalyModel(ABC):
     # ----------------------------------------------------------------- for subclasses
     @abstractmethod
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
-             cancel: CancelToken) -> None: ...
+             cancel: CancelToken) -> None:
+        """Learn from ``images`` and end with ``self._set_module(...)``."""
 
     @abstractmethod
+    def _new_module(self, tensors: dict[str, torch.Tensor]) -> InferenceModule:
+        """An inference module shaped for ``tensors`` (a saved state, already upgraded), on the
+        model's device, for :meth:`load_state_tensors` to load them into."""
+
+    def upgrade_state(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Saved tensors as the current module names them (override when a name changed)."""
+        return tensors
+
+    # ----------------------------------------------------------------- the inference module
+    def _set_module(self, module: InferenceModule) -> None:
+        self._module = module.to(self.device).eval()
+
+    @property
+    def module(self) -> InferenceModule:
+        """The trained inference module (predict, export and saving all use this one)."""
+        if self._module is None:
+            raise RuntimeError(f"{self.title} is not trained yet: call fit() or load a model.")
+        return self._module
+
     def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised NCHW batch -> (scores[B], maps[B, S, S]) on any device."""
+        return self.module(x)
 
     def export_module(self) -> torch.nn.Module:
         """A module mapping a normalised NCHW batch to ``(scores[B], maps[B, S, S])`` with
-        ONNX-exportable operations only, equal to ``_predict_tensor``. Methods whose inference
-        is a plain forward pass override this; the others cannot be exported."""
-        raise NotImplementedError(f"{self.title} cannot be exported to ONNX: its inference is not a "
-                                  "single forward pass.")
+        ONNX-exportable operations only, equal to ``_predict_tensor``."""
+        if not self.exportable:
+            raise NotImplementedError(f"{self.title} cannot be exported to ONNX: its inference is not a "
+                                      "single forward pass.")
+        return self.module
 
-    @property
-    def exportable(self) -> bool:
-        return type(self).export_module is not AnomalyModel.export_module
-
-    @abstractmethod
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Everything learned, as named tensors (saved with safetensors)."""
+        return self.module.saved_state()
 
-    @abstractmethod
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Restore what ``state_tensors`` returned; marks the model fitted."""
+        """Restore what ``state_tensors`` returned (or an older package's names); marks the model fitted."""
+        tensors = self.upgrade_state(dict(tensors))
+        module = self._new_module(tensors)
+        module.load_saved_state({k: v.to(self.device) for k, v in tensors.items()})
+        self._set_module(module)
+        self.fitted = True

@@ -197,7 +197,7 @@ def load_model(directory: str | Path, device: str | torch.device | None = None,
                                 "file was altered or damaged. Retrain or restore the model.")
     try:
         cls = get_method(meta["method"])
-        model = cls(device=device, **{**cls.params_before_added, **meta["params"]})
+        model = cls(device=device, **cls.params_from_package(meta["params"]))
     except (ValueError, TypeError) as exc:
         raise ModelPackageError(f"{directory}: {exc}") from exc
     _check_input_size(directory, meta, model)

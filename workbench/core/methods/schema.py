@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, make_dataclass, replace
+from functools import lru_cache
 from typing import Any, Literal
 
 ParamKind = Literal["int", "float", "bool", "choice", "str"]
@@ -70,3 +72,29 @@ def resolve_params(schema: tuple[Param, ...], given: dict[str, Any]) -> dict[str
     if unknown:
         raise ValueError(f"Unknown parameter(s) {', '.join(unknown)}. Known: {', '.join(known)}.")
     return {name: p.coerce(given[name]) if name in given else p.default for name, p in known.items()}
+
+
+def with_defaults(schema: Sequence[Param], **defaults: Any) -> tuple[Param, ...]:
+    """``schema`` with the defaults of the named parameters replaced (e.g. a CPU-friendly
+    ``image_size`` or ``epochs`` for one method); naming a parameter the schema lacks is an error."""
+    unknown = set(defaults) - {p.name for p in schema}
+    if unknown:
+        raise ValueError(f"with_defaults: no parameter(s) {', '.join(sorted(unknown))} in the schema.")
+    return tuple(replace(p, default=defaults[p.name]) if p.name in defaults else p for p in schema)
+
+
+_PYTHON_TYPES = {"int": int, "float": float, "bool": bool, "choice": str, "str": str}
+
+
+@lru_cache(maxsize=None)
+def _view_class(owner: str, fields: tuple[tuple[str, str], ...]) -> type:
+    return make_dataclass(f"{owner}Params", [(name, _PYTHON_TYPES[kind]) for name, kind in fields],
+                          frozen=True, slots=True)
+
+
+def params_view(owner: str, schema: Sequence[Param], values: dict[str, Any]) -> Any:
+    """A frozen dataclass of ``values`` (already coerced by :func:`resolve_params`) with one typed
+    field per schema entry, so methods read ``p.coreset_ratio`` instead of casting dict entries.
+    Choices stay strings (they are labels such as ``"1,2,3"`` or ``"8"``)."""
+    cls = _view_class(owner, tuple((p.name, p.kind) for p in schema))
+    return cls(**{p.name: values[p.name] for p in schema})

@@ -515,26 +515,6 @@ class Workspace:
             model_id = cur.lastrowid
         return self.model(model_id)
 
-    def update_model_metrics(self, model_id: int, metrics: dict[str, Any]) -> ModelEntry:
-        """Merge ``metrics`` into the stored ones (new values win, other keys are kept), so an
-        evaluation on a new split never erases the numbers from an earlier one."""
-        with self._tx() as conn:
-            row = self._require_model(conn, model_id)
-            merged = {**json.loads(row["metrics"]), **json.loads(_dumps(metrics, "the metrics"))}
-            conn.execute("UPDATE models SET metrics = ? WHERE id = ?",
-                         (_dumps(merged, "the metrics"), int(model_id)))
-        return self.model(model_id)
-
-    def rename_model(self, model_id: int, name: str) -> ModelEntry:
-        """Change the display name (the folder keeps its name)."""
-        name = str(name).strip()
-        if not name:
-            raise WorkspaceError("A model name cannot be empty.")
-        with self._tx() as conn:
-            self._require_model(conn, model_id)
-            conn.execute("UPDATE models SET name = ? WHERE id = ?", (name, int(model_id)))
-        return self.model(model_id)
-
     def models(self, dataset_id: int | None = None) -> list[ModelEntry]:
         if dataset_id is None:
             rows = self._query("SELECT * FROM models ORDER BY id")

@@ -90,10 +90,6 @@ class MaskEditor(QObject):
     def can_edit(self) -> bool:
         return self.enabled and self.shape is not None
 
-    @property
-    def editing_tool(self) -> bool:
-        return self.tool != VIEW
-
     def _ensure_mask(self) -> np.ndarray:
         if self.mask is None:
             assert self.shape is not None

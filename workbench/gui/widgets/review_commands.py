@@ -14,9 +14,6 @@ from PySide6.QtGui import QUndoCommand
 
 from workbench.core.labels import pack_mask, unpack_mask
 
-LABEL_FIELDS = ("verdict", "defect_class", "note")
-
-
 class ReviewTarget(Protocol):
     def apply_label(self, key: str, label: dict[str, Any] | None) -> None: ...
     def apply_mask(self, key: str, mask: np.ndarray | None) -> None: ...

@@ -78,7 +78,7 @@ def reconstruction_support(method: str | None) -> tuple[bool, str]:
 
     A class check through the registry, so the review panel knows before loading the model.
     """
-    from workbench.core.methods.reconstruction import ReconstructionModel
+    from workbench.core.methods.components.reconstruction import ReconstructionModel
     from workbench.core.methods.registry import METHODS, get_method
 
     names = ", ".join(n for n, c in METHODS.items() if issubclass(c, ReconstructionModel))

@@ -547,9 +547,6 @@ class ReviewViewer(QWidget):
     def actual_size(self) -> None:
         self.main.actual_size()
 
-    def zoom_by(self, factor: float) -> None:
-        self.main.set_zoom(self.main.zoom * factor)
-
     def _sync_from(self, source: ReviewCanvas) -> None:
         if self._syncing or not self.multi:
             return

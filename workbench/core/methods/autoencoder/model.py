@@ -25,16 +25,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from workbench.core.jobs import CancelToken, ProgressCallback
-from workbench.core.methods.autoencoder.network import DOWNSAMPLINGS, ConvAutoencoder
-from workbench.core.methods.ops import gaussian_blur
-from workbench.core.methods.reconstruction import (ReconstructionModel, load_module_state, module_state,
-                                                    random_flips, seeded, ssim_map, to_unit, topk_mean,
-                                                    with_defaults)
-from workbench.core.methods.schema import Param
-from workbench.core.methods.trainer import TRAINING_PARAMS, ImageCache, train_loop
+from workbench.core.methods.autoencoder.torch_model import DOWNSAMPLINGS, AutoencoderModel, ConvAutoencoder
+from workbench.core.methods.components.reconstruction import ReconstructionModel, random_flips, seeded, ssim_map, to_unit
+from workbench.core.methods.components.training import TRAINING_PARAMS, ImageCache, train_method
+from workbench.core.methods.schema import Param, with_defaults
 
 
 class SsimAutoencoder(ReconstructionModel):
@@ -57,77 +53,42 @@ class SsimAutoencoder(ReconstructionModel):
         Param("smoothing_sigma", "float", 2.0, "Gaussian smoothing of the anomaly map in pixels.", 0.0, 32.0),
         Param("topk_fraction", "float", 0.01, "Image score = mean of this top fraction of map pixels "
               "(0 = the maximum). Larger is steadier but misses tiny defects.", 0.0, 1.0),
-    ) + TRAINING_PARAMS
+        *with_defaults(TRAINING_PARAMS, epochs=60),
+    )
+    common_defaults = {"image_size": 128}
+    tiny_params = {"image_size": 64, "epochs": 2, "width": 8}
 
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
         if self.image_size % 2 ** DOWNSAMPLINGS:
             raise ValueError(f"{self.title} needs an image_size divisible by {2 ** DOWNSAMPLINGS}; "
                              f"got {self.image_size}.")
-        self.net = self._build()
 
-    def _build(self) -> ConvAutoencoder:
-        return seeded(int(self.params["seed"]), lambda: ConvAutoencoder(
-            int(self.params["width"]), int(self.params["latent_channels"]))).to(self.device).eval()
-
-    @classmethod
-    def schema(cls) -> tuple[Param, ...]:
-        return with_defaults(super().schema(), image_size=128, epochs=60)
+    def _new_module(self, tensors: dict[str, torch.Tensor] | None = None) -> AutoencoderModel:
+        """The network with its seeded initialisation (so refitting starts from the same weights)."""
+        net = seeded(self.p.seed, lambda: ConvAutoencoder(self.p.width, self.p.latent_channels))
+        return AutoencoderModel(net.to(self.device).eval(), self.p.l2_weight, self.p.smoothing_sigma,
+                                self.p.topk_fraction)
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
-        self.net = self._build()  # refitting starts from the same seeded initialisation
+        module = self._new_module()
+        net = module.net
         cache = ImageCache(images, self.image_size, cancel, progress)
-        generator = torch.Generator().manual_seed(int(self.params["seed"]))
-        augment = bool(self.params["augment"])
+        generator = torch.Generator().manual_seed(self.p.seed)
+        augment = self.p.augment
 
         def step_loss(x: torch.Tensor) -> torch.Tensor:
-            if augment and self.net.training:
+            if augment and net.training:
                 x = random_flips(x, generator)
-            rec = self.net(x)
+            rec = net(x)
             a, b = to_unit(x), to_unit(rec)
             return F.mse_loss(b, a) + (1 - ssim_map(a, b)).mean()
 
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=float(self.params["learning_rate"]),
-                                     weight_decay=1e-5)
-        history = train_loop(
-            step_loss, [self.net], optimizer, cache, mean=self.normalization[0], std=self.normalization[1],
-            device=self.device, epochs=int(self.params["epochs"]), batch_size=int(self.params["batch_size"]),
-            seed=int(self.params["seed"]), cancel=cancel, progress=progress,
-            early_stopping=int(self.params["early_stopping"]))
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.p.learning_rate, weight_decay=1e-5)
+        history = train_method(self, step_loss, [net], optimizer, cache, cancel, progress)
         self.metadata["loss_history"] = history.train_loss
-        self.net.eval()
+        self._set_module(module)
 
     def _reconstruct_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.export_module()(x)
-
-    def export_module(self) -> torch.nn.Module:
-        return AutoencoderExport(self.net, float(self.params["l2_weight"]), float(self.params["smoothing_sigma"]),
-                                 float(self.params["topk_fraction"]))
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return module_state("net", self.net)
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        load_module_state("net", self.net, {k: v.to(self.device) for k, v in tensors.items()})
-        self.net.eval()
-        self.fitted = True
-
-
-class AutoencoderExport(nn.Module):
-    """Inference as one module: reconstruction -> residual map -> smoothed map and top-k score."""
-
-    def __init__(self, net: ConvAutoencoder, l2_weight: float, sigma: float, topk: float) -> None:
-        super().__init__()
-        self.net, self.l2_weight, self.sigma, self.topk = net, l2_weight, sigma, topk
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a = to_unit(x)
-        b = to_unit(self.net(x)).clamp(0, 1)
-        maps = (1 - ssim_map(a, b)) + self.l2_weight * ((a - b) ** 2).mean(1)
-        maps = gaussian_blur(maps, self.sigma)
-        return topk_mean(maps, self.topk), maps
-
+        return self.module.net(x)

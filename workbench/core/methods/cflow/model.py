@@ -26,7 +26,7 @@ Deviations (offline / 2-core CPU / our shared trainer):
   make up for the fewer steps. The frozen backbone's features are computed once.
 - ``anomaly_map = "log_likelihood"`` offers the un-exponentiated ``max - log p / C``
   averaged over stages, which does not saturate for strong anomalies; optional smoothing.
-- the coupling blocks are our own (see :mod:`workbench.core.methods.fastflow.coupling`)
+- the coupling blocks are our own (see :mod:`workbench.core.methods.components.flows`)
   instead of FrEIA's AllInOneBlock.
 """
 
@@ -38,74 +38,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
-from workbench.core.methods.fastflow.coupling import AffineCoupling, Flow, fc_subnet, gaussian_log_likelihood
-from workbench.core.methods.fastflow.features import FeatureCache, FlowMethod
-from workbench.core.methods.ops import gaussian_blur, upsample_maps
+from workbench.core.methods.cflow.torch_model import CFlowModel, CFlowNet, Shape
+from workbench.core.methods.components.feature_cache import FeatureCache, FlowMethod
+from workbench.core.methods.components.training import TRAINING_PARAMS, train_method
 from workbench.core.methods.schema import Param
-from workbench.core.methods.trainer import TRAINING_PARAMS, train_loop
-
-Shape = tuple[int, int, int]
-
-
-def positional_encoding_2d(dim: int, height: int, width: int) -> torch.Tensor:
-    """The paper's 2D sinusoidal encoding [dim, h, w]: half the channels encode x, half y."""
-    if dim % 4:
-        raise ValueError(f"The positional encoding size must be a multiple of 4, got {dim}.")
-    pe = torch.zeros(dim, height, width)
-    half = dim // 2
-    div = torch.exp(torch.arange(0.0, half, 2) * -(math.log(1e4) / half))
-    pos_w = torch.arange(0.0, width).unsqueeze(1) * div  # [w, half/2]
-    pos_h = torch.arange(0.0, height).unsqueeze(1) * div  # [h, half/2]
-    pe[0:half:2] = torch.sin(pos_w).T.unsqueeze(1).expand(-1, height, -1)
-    pe[1:half:2] = torch.cos(pos_w).T.unsqueeze(1).expand(-1, height, -1)
-    pe[half::2] = torch.sin(pos_h).T.unsqueeze(2).expand(-1, -1, width)
-    pe[half + 1::2] = torch.cos(pos_h).T.unsqueeze(2).expand(-1, -1, width)
-    return pe
-
-
-class CFlowNet(nn.Module):
-    """One conditional fully connected flow per stage, on fibres with positional conditions."""
-
-    def __init__(self, shapes: Sequence[Shape], coupling_blocks: int, condition_dim: int, clamp: float,
-                 seed: int) -> None:
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        self.flows = nn.ModuleList(
-            Flow([AffineCoupling(c, fc_subnet(2.0), clamp, cond_channels=condition_dim, generator=generator)
-                  for _ in range(coupling_blocks)])
-            for c, _, _ in shapes)
-        for k, (_, h, w) in enumerate(shapes):  # a function of the shapes: not saved
-            pe = positional_encoding_2d(condition_dim, h, w).flatten(1).T.contiguous()  # [h*w, P]
-            self.register_buffer(f"pos{k}", pe, persistent=False)
-        for k, (c, _, _) in enumerate(shapes):  # per-channel standardisation of the fibres
-            self.register_buffer(f"mean{k}", torch.zeros(c))
-            self.register_buffer(f"std{k}", torch.ones(c))
-        # per-stage maximum of log p / C over the training fibres (the map's normaliser)
-        self.register_buffer("log_p_max", torch.zeros(len(shapes)))
-
-    def positions(self, k: int) -> torch.Tensor:
-        return getattr(self, f"pos{k}")
-
-    def log_likelihood(self, k: int, fibres: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """log p(x) / C of fibres [N, C] of stage ``k`` given their encodings [N, P] (up to the
-        constant log-determinant of the standardisation, which the map's max-shift cancels)."""
-        fibres = (fibres - getattr(self, f"mean{k}")) / getattr(self, f"std{k}")
-        z, log_det = self.flows[k](fibres, cond)
-        return gaussian_log_likelihood(z, log_det) / fibres.shape[1]
-
-    def stage_log_likelihoods(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Features [B, C, h, w] per stage -> log p / C maps [B, h, w] per stage."""
-        out = []
-        for k, f in enumerate(feats):
-            b, c, h, w = f.shape
-            fibres = f.permute(0, 2, 3, 1).reshape(-1, c)
-            pos = self.positions(k)
-            cond = pos.unsqueeze(0).expand(b, -1, -1).reshape(-1, pos.shape[1])
-            out.append(self.log_likelihood(k, fibres, cond).reshape(b, h, w))
-        return out
 
 
 class CFlow(FlowMethod):
@@ -133,26 +71,29 @@ class CFlow(FlowMethod):
               "(0 = off, as in the paper). Smooths noise at the cost of very small defects.", 0.0, 32.0),
     ) + TRAINING_PARAMS
 
+    tiny_params = {"image_size": 64, "epochs": 3, "coupling_blocks": 2, "fibers_per_stage": 256,
+                   "learning_rate": 3e-3}
+
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
-        if int(self.params["condition_dim"]) % 4:
-            raise ValueError(f"Parameter 'condition_dim' must be a multiple of 4; got {self.params['condition_dim']}.")
+        if self.p.condition_dim % 4:
+            raise ValueError(f"Parameter 'condition_dim' must be a multiple of 4; got {self.p.condition_dim}.")
 
     def _build(self, shapes: Sequence[Shape]) -> CFlowNet:
-        p = self.params
-        return CFlowNet(shapes, int(p["coupling_blocks"]), int(p["condition_dim"]), float(p["clamp"]),
-                        int(p["seed"])).to(self.device)
+        p = self.p
+        return CFlowNet(shapes, p.coupling_blocks, p.condition_dim, p.clamp, p.seed).to(self.device)
+
+    def _wrap(self, net: CFlowNet) -> CFlowModel:
+        return CFlowModel(self.extractor, net, self.image_size, self.p.anomaly_map, self.p.smoothing_sigma)
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
-        mean, std = self.normalization
-        batch_size = int(self.params["batch_size"])
-        cache = FeatureCache(self.extractor, images, self.image_size, mean, std, self.device, cancel,
-                             progress, batch_size=batch_size)
+        batch_size = self.p.batch_size
+        cache = self._features(images, progress, cancel)
         net = self._build(cache.shapes)
         _standardise(net, cache, batch_size, cancel)
-        optimizer = torch.optim.Adam(net.parameters(), lr=float(self.params["learning_rate"]))
-        n_fibres = int(self.params["fibers_per_stage"])
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.p.learning_rate)
+        n_fibres = self.p.fibers_per_stage
 
         def step_loss(index: torch.Tensor) -> torch.Tensor:
             loss = torch.zeros((), device=self.device)
@@ -165,10 +106,7 @@ class CFlow(FlowMethod):
                 loss = loss + -F.logsigmoid(log_p).mean()
             return loss
 
-        history = train_loop(step_loss, [net], optimizer, cache, mean=mean, std=std, device=self.device,
-                             epochs=int(self.params["epochs"]), batch_size=batch_size,
-                             seed=int(self.params["seed"]), cancel=cancel, progress=progress,
-                             early_stopping=int(self.params["early_stopping"]))
+        history = train_method(self, step_loss, [net], optimizer, cache, cancel, progress)
         net.eval()
         report = make_reporter(progress, "normalise", len(cache))
         best = torch.full((len(cache.shapes),), -math.inf, device=self.device)
@@ -180,14 +118,7 @@ class CFlow(FlowMethod):
                     best[k] = torch.maximum(best[k], log_p.max())
                 report(int(index[-1]) + 1)
         net.log_p_max.copy_(best)
-        self.net = net
-        self._record_history(history)
-
-    def export_module(self) -> nn.Module:
-        assert self.net is not None
-        return CFlowInference(self.extractor, self.net, self.image_size, self.params["anomaly_map"],
-                              float(self.params["smoothing_sigma"]))
-
+        self._finish(net, history)
 
 
 @torch.inference_mode()
@@ -214,25 +145,3 @@ def _standardise(net: CFlowNet, cache: FeatureCache, batch_size: int, cancel: Ca
         std = (sq / n - mean.pow(2)).clamp_min(0).sqrt().clamp_min(1e-3)
         getattr(net, f"mean{k}").copy_(mean.float())
         getattr(net, f"std{k}").copy_(std.float())
-
-
-class CFlowInference(nn.Module):
-    """Backbone -> conditional flows -> anomaly map and image score (predict and ONNX export)."""
-
-    def __init__(self, extractor: nn.Module, net: CFlowNet, image_size: int, anomaly_map: str,
-                 sigma: float) -> None:
-        super().__init__()
-        self.extractor, self.net = extractor, net
-        self.image_size, self.probability, self.sigma = image_size, anomaly_map == "probability", sigma
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        stage_maps = []
-        log_ps = self.net.stage_log_likelihoods(self.extractor(x))
-        for k, log_p in enumerate(log_ps):
-            shifted = log_p - self.net.log_p_max[k]
-            stage_maps.append(upsample_maps(-torch.exp(shifted) if self.probability else -shifted, self.image_size))
-        maps = torch.stack(stage_maps).sum(0) if self.probability else torch.stack(stage_maps).mean(0)
-        if self.probability:
-            maps = maps + len(log_ps)  # n_stages - sum of probabilities
-        maps = gaussian_blur(maps, self.sigma)
-        return maps.flatten(1).amax(1), maps

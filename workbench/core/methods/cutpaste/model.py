@@ -40,7 +40,6 @@ classifier learn at 10x ``learning_rate``, the pretrained stage at ``learning_ra
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,25 +48,13 @@ import torch.nn.functional as F
 
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 from workbench.core.methods.base import AnomalyModel
+from workbench.core.methods.components.ops import parse_layers
+from workbench.core.methods.components.training import TRAINING_PARAMS, ImageCache, train_method
 from workbench.core.methods.cutpaste.augment import three_way_batch
-from workbench.core.methods.cutpaste.network import (
-    STAGES,
-    CutPasteInference,
-    CutPasteNet,
-    image_embedding,
-    ledoit_wolf,
-    patch_embedding,
-)
+from workbench.core.methods.cutpaste.torch_model import (STAGES, CutPasteModel, CutPasteNet, image_embedding,
+                                                         ledoit_wolf, patch_embedding)
 from workbench.core.methods.images import batches
-from workbench.core.methods.ops import parse_layers
-from workbench.core.methods.schema import Param
-from workbench.core.methods.trainer import TRAINING_PARAMS, ImageCache, train_loop
-
-
-def with_defaults(params: Sequence[Param], **defaults) -> tuple[Param, ...]:
-    """``params`` with some defaults replaced (CPU-friendly defaults for this method)."""
-    return tuple(dataclasses.replace(p, default=defaults[p.name]) if p.name in defaults else p
-                 for p in params)
+from workbench.core.methods.schema import Param, with_defaults
 
 
 class CutPaste(AnomalyModel):
@@ -92,15 +79,15 @@ class CutPaste(AnomalyModel):
         *with_defaults(TRAINING_PARAMS, epochs=10, learning_rate=1e-4),
     )
 
+    tiny_params = {"image_size": 64, "epochs": 2, "batch_size": 4}
+
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
         self.backbone_layers = STAGES
-        self.map_stages = parse_layers(self.params["map_layers"])
-        self.net: CutPasteNet | None = None
-        self.gaussians: dict[str, torch.Tensor] | None = None
+        self.map_stages = parse_layers(self.p.map_layers)
 
     def _new_net(self) -> CutPasteNet:
-        return CutPasteNet(self.extractor.model, int(self.params["finetune_stages"])).to(self.device)
+        return CutPasteNet(self.extractor.model, self.p.finetune_stages).to(self.device)
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
@@ -109,70 +96,45 @@ class CutPaste(AnomalyModel):
         mean, std = self.normalization
         m = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         s = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
-        gen = torch.Generator().manual_seed(int(self.params["seed"]))
-        jitter = float(self.params["jitter"])
+        gen = torch.Generator().manual_seed(self.p.seed)
+        jitter = self.p.jitter
 
         def step_loss(x: torch.Tensor) -> torch.Tensor:
             batch, labels = three_way_batch((x * s + m).clamp(0, 1), gen, jitter)
             return F.cross_entropy(net.logits((batch - m) / s), labels)
 
-        lr = float(self.params["learning_rate"])
+        lr = self.p.learning_rate
         trainable = [p for p in net.features.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam([{"params": trainable, "lr": lr},
                                       {"params": [*net.head.parameters(), *net.classifier.parameters()],
                                        "lr": 10 * lr}])
-        history = train_loop(step_loss, [net], optimizer, cache, mean=mean, std=std, device=self.device,
-                             epochs=int(self.params["epochs"]), batch_size=int(self.params["batch_size"]),
-                             seed=int(self.params["seed"]), cancel=cancel, progress=progress,
-                             early_stopping=int(self.params["early_stopping"]))
-        self.metadata["training_history"] = {"train_loss": history.train_loss, "val_loss": history.val_loss,
-                                             "best_epoch": history.best_epoch}
+        history = train_method(self, step_loss, [net], optimizer, cache, cancel, progress)
+        self.metadata["training_history"] = history.as_metadata()
         net.eval()
-        self.net = net
-        self._fit_gaussians(cache, progress, cancel)
+        self._set_module(self._wrap(net, self._fit_gaussians(net, cache, progress, cancel)))
 
     @torch.no_grad()
-    def _fit_gaussians(self, cache: ImageCache, progress: ProgressCallback | None, cancel: CancelToken) -> None:
-        assert self.net is not None
+    def _fit_gaussians(self, net: CutPasteNet, cache: ImageCache, progress: ProgressCallback | None,
+                       cancel: CancelToken) -> dict[str, torch.Tensor]:
         mean, std = self.normalization
         report = make_reporter(progress, "fit Gaussian", len(cache))
         pooled, patches = [], []
-        for start, chunk in batches(np.arange(len(cache)), int(self.params["batch_size"])):
+        for start, chunk in batches(np.arange(len(cache)), self.p.batch_size):
             cancel.raise_if_cancelled()
-            feats = self.net(cache.batch(np.asarray(chunk), mean, std, self.device))
+            feats = net(cache.batch(np.asarray(chunk), mean, std, self.device))
             pooled.append(image_embedding(feats).cpu())
-            emb = patch_embedding(feats, self.map_stages, int(self.params["local_kernel"]))
+            emb = patch_embedding(feats, self.map_stages, int(self.p.local_kernel))
             patches.append(emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]).cpu())
             report(start + len(chunk))
         image_mean, image_precision = ledoit_wolf(torch.cat(pooled))
         patch_mean, patch_precision = ledoit_wolf(torch.cat(patches))
-        self._set_gaussians({"image_mean": image_mean, "image_precision": image_precision,
-                             "patch_mean": patch_mean, "patch_precision": patch_precision})
+        return {"image_mean": image_mean, "image_precision": image_precision,
+                "patch_mean": patch_mean, "patch_precision": patch_precision}
 
-    def _set_gaussians(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.gaussians = {k: v.float().contiguous().to(self.device) for k, v in tensors.items()}
+    def _wrap(self, net: CutPasteNet, gaussians: dict[str, torch.Tensor]) -> CutPasteModel:
+        return CutPasteModel(net, gaussians, self.map_stages, int(self.p.local_kernel), self.image_size,
+                             self.p.smoothing_sigma)
 
-    def export_module(self) -> torch.nn.Module:
-        assert self.net is not None and self.gaussians is not None
-        return CutPasteInference(self.net, self.gaussians, self.map_stages, int(self.params["local_kernel"]),
-                                 self.image_size, float(self.params["smoothing_sigma"])).eval()
-
-    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.export_module()(x)
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        assert self.net is not None and self.gaussians is not None
-        state = {f"net.{k}": v for k, v in self.net.learned_state().items()}
-        state.update({f"gaussian.{k}": v.detach().cpu().contiguous() for k, v in self.gaussians.items()})
-        return state
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        net = self._new_net()
-        learned = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
-        missing = set(net.learned_state()) - set(learned)
-        if missing:
-            raise ValueError(f"CutPaste package lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}.")
-        net.load_state_dict(learned, strict=False)
-        self.net = net.eval()
-        self._set_gaussians({k[len("gaussian."):]: v for k, v in tensors.items() if k.startswith("gaussian.")})
-        self.fitted = True
+    def _new_module(self, tensors: dict[str, torch.Tensor]) -> CutPasteModel:
+        prefix = "gaussian."
+        return self._wrap(self._new_net(), {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

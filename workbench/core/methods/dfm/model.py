@@ -29,64 +29,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 from workbench.core.methods.base import AnomalyModel
-from workbench.core.methods.ops import fuse_features, gaussian_blur, parse_layers, upsample_maps
+from workbench.core.methods.components.ops import fuse_features, map_and_deepest_layers
+from workbench.core.methods.dfm.torch_model import DEEPEST_STAGE, DfmModel, pca_from_moments
 from workbench.core.methods.schema import Param
-
-DEEPEST_STAGE = 4  # stride-32 stage of the 5-stage timm feature pyramids (EfficientNet, ResNet)
-
-
-def pca_from_moments(count: int, sum_x: torch.Tensor, sum_xx: torch.Tensor,
-                     variance: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(mean [D], components [n, D], variances [n]) keeping the fewest leading components whose
-    explained variance reaches ``variance`` (a fraction in (0, 1])."""
-    mean = sum_x / count
-    cov = (sum_xx - count * torch.outer(mean, mean)) / max(count - 1, 1)
-    evals, evecs = torch.linalg.eigh(cov)  # ascending
-    evals, evecs = evals.flip(0).clamp_min(0.0), evecs.flip(1)
-    ratio = torch.cumsum(evals, 0) / evals.sum().clamp_min(1e-30)
-    n = min(int((ratio < variance - 1e-9).sum()) + 1, int((evals > 0).sum()) or 1)
-    return (mean.float().contiguous(), evecs[:, :n].T.float().contiguous(),
-            evals[:n].float().clamp_min(1e-12).contiguous())
-
-
-def reconstruction_error(x: torch.Tensor, mean: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
-    """Squared distance of rows of ``x`` [..., D] to the PCA subspace -> [...]."""
-    centred = x - mean
-    residual = centred - (centred @ components.T) @ components
-    return (residual * residual).sum(-1)
-
-
-class DfmInference(nn.Module):
-    """Backbone + both PCA models -> (scores[B], maps[B, S, S]); ONNX-exportable, used by predict."""
-
-    def __init__(self, extractor: nn.Module, map_stages: int, local_kernel: int, image_size: int,
-                 sigma: float, image_score: str, tensors: dict[str, torch.Tensor]) -> None:
-        super().__init__()
-        self.extractor = extractor
-        self.map_stages, self.local_kernel = map_stages, local_kernel
-        self.image_size, self.sigma, self.image_score = image_size, sigma, image_score
-        for key, value in tensors.items():
-            self.register_buffer(key.replace(".", "_"), value)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.extractor(x)
-        emb = fuse_features(feats[:self.map_stages], local_kernel=self.local_kernel)
-        b, d, h, w = emb.shape
-        err = reconstruction_error(emb.permute(0, 2, 3, 1), self.patch_mean, self.patch_components)
-        maps = gaussian_blur(upsample_maps(err, self.image_size), self.sigma)
-        if self.image_score == "map_max":
-            return maps.flatten(1).amax(1), maps
-        pooled = torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1)
-        if self.image_score == "nll":
-            z = (pooled - self.global_mean) @ self.global_components.T
-            scores = (z * z / self.global_variances).sum(1)
-        else:
-            scores = reconstruction_error(pooled, self.global_mean, self.global_components)
-        return scores, maps
 
 
 class Dfm(AnomalyModel):
@@ -114,18 +62,16 @@ class Dfm(AnomalyModel):
         Param("smoothing_sigma", "float", 4.0, "Gaussian smoothing of the anomaly map in pixels.", 0.0, 32.0),
     )
 
+    tiny_params = {"image_size": 64}
+
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
-        self.map_layers = parse_layers(self.params["layers"])
-        if max(self.map_layers) >= DEEPEST_STAGE:
-            raise ValueError(f"DFM map layers must be below stage {DEEPEST_STAGE}.")
-        self.backbone_layers = self.map_layers + (DEEPEST_STAGE,)
-        self.tensors: dict[str, torch.Tensor] | None = None
+        self.map_layers, self.backbone_layers = map_and_deepest_layers(self.p.layers, "DFM map layers", DEEPEST_STAGE)
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
         report = make_reporter(progress, "extract features", len(images))
-        k, n_map = int(self.params["local_kernel"]), len(self.map_layers)
+        k, n_map = int(self.p.local_kernel), len(self.map_layers)
         count, sum_x, sum_xx, pooled = 0, None, None, []
         for feats in self.iter_feature_batches(images, cancel, report):
             emb = fuse_features(feats[:n_map], local_kernel=k)
@@ -135,31 +81,15 @@ class Dfm(AnomalyModel):
             count += x.shape[0]
             pooled.append(torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1).double())
         assert sum_x is not None and sum_xx is not None
-        variance = float(self.params["variance"])
         cancel.raise_if_cancelled()
-        p_mean, p_comp, p_var = pca_from_moments(count, sum_x, sum_xx, variance)
+        p_mean, p_comp, p_var = pca_from_moments(count, sum_x, sum_xx, self.p.variance)
         g = torch.cat(pooled)
-        g_mean, g_comp, g_var = pca_from_moments(len(g), g.sum(0), g.T @ g, variance)
-        self._set_tensors({"patch.mean": p_mean, "patch.components": p_comp, "patch.variances": p_var,
-                           "global.mean": g_mean, "global.components": g_comp, "global.variances": g_var})
+        g_mean, g_comp, g_var = pca_from_moments(len(g), g.sum(0), g.T @ g, self.p.variance)
+        self._set_module(self._new_module({
+            "patch.mean": p_mean, "patch.components": p_comp, "patch.variances": p_var,
+            "global.mean": g_mean, "global.components": g_comp, "global.variances": g_var}))
         self.metadata["pca_components"] = {"patch": int(p_comp.shape[0]), "global": int(g_comp.shape[0])}
 
-    def _set_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.tensors = {k: v.float().contiguous().to(self.device) for k, v in tensors.items()}
-
-    def export_module(self) -> torch.nn.Module:
-        assert self.tensors is not None
-        return DfmInference(self.extractor, len(self.map_layers), int(self.params["local_kernel"]),
-                            self.image_size, float(self.params["smoothing_sigma"]),
-                            str(self.params["image_score"]), self.tensors).eval()
-
-    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.export_module()(x)
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        assert self.tensors is not None
-        return {k: v.detach().cpu().contiguous() for k, v in self.tensors.items()}
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self._set_tensors(tensors)
-        self.fitted = True
+    def _new_module(self, tensors: dict[str, torch.Tensor]) -> DfmModel:
+        return DfmModel(self.extractor, len(self.map_layers), int(self.p.local_kernel), self.image_size,
+                        self.p.smoothing_sigma, self.p.image_score, tensors)

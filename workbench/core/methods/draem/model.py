@@ -28,17 +28,15 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from workbench.core.jobs import CancelToken, ProgressCallback
-from workbench.core.methods.draem.network import LEVELS, DiscriminativeNet, ReconstructiveNet, focal_loss
+from workbench.core.methods.components.reconstruction import (PIXEL_MEAN, PIXEL_STD, ReconstructionModel,
+                                                              random_flips, seeded, ssim_map, to_unit)
+from workbench.core.methods.components.training import TRAINING_PARAMS, ImageCache, train_method
 from workbench.core.methods.draem.synthetic import AnomalySynthesizer
-from workbench.core.methods.ops import gaussian_blur
-from workbench.core.methods.reconstruction import (PIXEL_MEAN, PIXEL_STD, ReconstructionModel,
-                                                    load_module_state, module_state, random_flips, seeded,
-                                                    ssim_map, to_unit, with_defaults)
-from workbench.core.methods.schema import Param
-from workbench.core.methods.trainer import TRAINING_PARAMS, ImageCache, train_loop
+from workbench.core.methods.draem.torch_model import (LEVELS, DiscriminativeNet, DraemModel, ReconstructiveNet,
+                                                      focal_loss)
+from workbench.core.methods.schema import Param, with_defaults
 
 
 class Draem(ReconstructionModel):
@@ -64,39 +62,38 @@ class Draem(ReconstructionModel):
               0.0, 32.0),
         Param("score_pool", "int", 11, "Image score = max of the map averaged over this many pixels "
               "square (the paper: 21 at 256 px). Larger ignores specks, smaller finds tiny defects.", 1, 255),
-    ) + TRAINING_PARAMS
-
-    @classmethod
-    def schema(cls) -> tuple[Param, ...]:
-        return with_defaults(super().schema(), image_size=128, epochs=300)
+        *with_defaults(TRAINING_PARAMS, epochs=300),
+    )
+    common_defaults = {"image_size": 128}
+    tiny_params = {"image_size": 64, "epochs": 2, "reconstruction_width": 8, "discriminative_width": 8}
 
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
         if self.image_size % 2 ** LEVELS:
             raise ValueError(f"{self.title} needs an image_size divisible by {2 ** LEVELS}; got {self.image_size}.")
-        self.reconstructive, self.discriminative = self._build()
 
-    def _build(self) -> tuple[ReconstructiveNet, DiscriminativeNet]:
-        rec, disc = seeded(int(self.params["seed"]), lambda: (
-            ReconstructiveNet(int(self.params["reconstruction_width"])),
-            DiscriminativeNet(int(self.params["discriminative_width"]))))
-        return rec.to(self.device).eval(), disc.to(self.device).eval()
+    def _new_module(self, tensors: dict[str, torch.Tensor] | None = None) -> DraemModel:
+        """Both networks with their seeded initialisation."""
+        rec, disc = seeded(self.p.seed, lambda: (ReconstructiveNet(self.p.reconstruction_width),
+                                                 DiscriminativeNet(self.p.discriminative_width)))
+        return DraemModel(rec.to(self.device).eval(), disc.to(self.device).eval(), self.p.smoothing_sigma,
+                          self.p.score_pool)
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
-        self.reconstructive, self.discriminative = self._build()
-        rec_net, disc_net = self.reconstructive, self.discriminative
+        module = self._new_module()
+        rec_net, disc_net = module.reconstructive, module.discriminative
         cache = ImageCache(images, self.image_size, cancel, progress)
-        seed = int(self.params["seed"])
+        seed = self.p.seed
         generator = torch.Generator().manual_seed(seed)
         synthesizer = AnomalySynthesizer(
-            cache.data, np.random.default_rng(seed), probability=float(self.params["anomaly_probability"]),
+            cache.data, np.random.default_rng(seed), probability=self.p.anomaly_probability,
             max_scale=max(0, int(math.log2(self.image_size)) - 3))
-        augment = bool(self.params["augment"])
+        augment = self.p.augment
         mean = torch.tensor(PIXEL_MEAN, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(PIXEL_STD, device=self.device).view(1, 3, 1, 1)
 
-        crop = int(self.params["train_crop"])
+        crop = self.p.train_crop
         crop = crop if 0 < crop < self.image_size else 0
 
         def step_loss(x: torch.Tensor) -> torch.Tensor:
@@ -119,53 +116,15 @@ class Draem(ReconstructionModel):
             return loss_rec + loss_seg
 
         params = list(rec_net.parameters()) + list(disc_net.parameters())
-        optimizer = torch.optim.Adam(params, lr=float(self.params["learning_rate"]))
-        epochs = int(self.params["epochs"])
+        optimizer = torch.optim.Adam(params, lr=self.p.learning_rate)
+        epochs = self.p.epochs
         # the paper's schedule: learning rate x 0.2 at 80 % and 90 % of training
         scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, [max(1, int(0.8 * epochs)), max(1, int(0.9 * epochs))], gamma=0.2)
-        history = train_loop(
-            step_loss, [rec_net, disc_net], optimizer, cache, mean=PIXEL_MEAN, std=PIXEL_STD,
-            device=self.device, epochs=epochs, batch_size=int(self.params["batch_size"]), seed=seed,
-            cancel=cancel, progress=progress, early_stopping=int(self.params["early_stopping"]),
-            scheduler=scheduler)
+        history = train_method(self, step_loss, [rec_net, disc_net], optimizer, cache, cancel, progress,
+                               scheduler=scheduler)
         self.metadata["loss_history"] = history.train_loss
-        rec_net.eval()
-        disc_net.eval()
+        self._set_module(module)
 
     def _reconstruct_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        return self.reconstructive(x)
-
-    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.export_module()(x)
-
-    def export_module(self) -> torch.nn.Module:
-        return DraemExport(self.reconstructive, self.discriminative, float(self.params["smoothing_sigma"]),
-                           int(self.params["score_pool"]))
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {**module_state("reconstructive", self.reconstructive),
-                **module_state("discriminative", self.discriminative)}
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        tensors = {k: v.to(self.device) for k, v in tensors.items()}
-        load_module_state("reconstructive", self.reconstructive, tensors)
-        load_module_state("discriminative", self.discriminative, tensors)
-        self.reconstructive.eval()
-        self.discriminative.eval()
-        self.fitted = True
-
-
-class DraemExport(nn.Module):
-    """Inference as one module: mask probability (smoothed) and max of its average-pooled map."""
-
-    def __init__(self, rec: ReconstructiveNet, disc: DiscriminativeNet, sigma: float, pool: int) -> None:
-        super().__init__()
-        self.rec, self.disc, self.sigma = rec, disc, sigma
-        self.pool = pool if pool % 2 else pool + 1  # odd, so pooling keeps the size
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.disc(x, self.rec(x))
-        maps = gaussian_blur(torch.softmax(logits, dim=1)[:, 1], self.sigma)
-        pooled = F.avg_pool2d(maps.unsqueeze(1), self.pool, stride=1, padding=self.pool // 2)
-        return pooled.flatten(1).amax(1), maps
+        return self.module.reconstructive(x)

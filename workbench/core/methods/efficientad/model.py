@@ -58,14 +58,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.core.jobs import CancelToken, ProgressCallback, ProgressEvent, make_reporter
-from workbench.core.methods.base import COMMON_PARAMS, AnomalyModel
+from workbench.core.methods.base import AnomalyModel
 from workbench.core.methods.efficientad.augment import Augmenter
 from workbench.core.methods.efficientad.torch_model import (
-    AutoEncoder, EfficientAdInference, PatchDescriptionNetwork, fit_readout, hard_feature_loss, pdn_output_size)
-from workbench.core.methods.ops import parse_layers
-from workbench.core.methods.schema import Param
-from workbench.core.methods.stfpm.model import with_defaults
-from workbench.core.methods.trainer import TRAINING_PARAMS, ImageCache, normalised_batch, train_loop
+    AutoEncoder, EfficientAdModel, PatchDescriptionNetwork, fit_readout, hard_feature_loss, pdn_output_size)
+from workbench.core.methods.components.ops import parse_layers
+from workbench.core.methods.schema import Param, with_defaults
+from workbench.core.methods.components.training import TRAINING_PARAMS, ImageCache, normalised_batch, train_loop
 
 QUANTILE_A, QUANTILE_B = 0.9, 0.995
 
@@ -98,28 +97,21 @@ class EfficientAd(AnomalyModel):
         *with_defaults(TRAINING_PARAMS, epochs=60, learning_rate=1e-3),
     )
 
-    @classmethod
-    def schema(cls) -> tuple[Param, ...]:
-        return with_defaults(COMMON_PARAMS, image_size=128) + cls.method_params
+    common_defaults = {"image_size": 128}
+    tiny_params = {"image_size": 64, "width": 8, "distill_epochs": 3, "epochs": 2, "batch_size": 4}
 
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
         if self.image_size % 4 or self.image_size < 64:
             raise ValueError("EfficientAD needs an image size that is a multiple of 4 and at least 64.")
-        self.backbone_layers = parse_layers(self.params["teacher_layers"])
-        self.teacher: nn.Module | None = None
-        self.student: nn.Module | None = None
-        self.autoencoder: nn.Module | None = None
-        self.t_mean: torch.Tensor | None = None
-        self.t_std: torch.Tensor | None = None
-        self.quantiles: torch.Tensor | None = None
+        self.backbone_layers = parse_layers(self.p.teacher_layers)
 
     @property
     def teacher_channels(self) -> int:
         return sum(self.extractor.channels)
 
     def _new_networks(self) -> tuple[nn.Module, nn.Module, nn.Module]:
-        c, w = self.teacher_channels, int(self.params["width"])
+        c, w = self.teacher_channels, self.p.width
         return (PatchDescriptionNetwork(c, w).to(self.device), PatchDescriptionNetwork(2 * c, w).to(self.device),
                 AutoEncoder(c, self.image_size, max(8, w // 2)).to(self.device))
 
@@ -146,7 +138,7 @@ class EfficientAd(AnomalyModel):
     def _channel_stats(self, fn, cache: ImageCache, cancel: CancelToken) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = self.normalization
         total, total_sq, count = 0.0, 0.0, 0
-        for x in _batches(cache, int(self.params["batch_size"]), mean, std, self.device, cancel):
+        for x in _batches(cache, self.p.batch_size, mean, std, self.device, cancel):
             f = fn(x).double()
             total = total + f.sum((0, 2, 3))
             total_sq = total_sq + f.pow(2).sum((0, 2, 3))
@@ -158,7 +150,7 @@ class EfficientAd(AnomalyModel):
     # --------------------------------------------------------------- fit
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
-        seed, bs = int(self.params["seed"]), int(self.params["batch_size"])
+        seed, bs = self.p.seed, self.p.batch_size
         n = len(images)
         order = np.random.default_rng(seed).permutation(n)
         n_hold = int(round(0.1 * n)) if n >= 10 else 0
@@ -169,7 +161,7 @@ class EfficientAd(AnomalyModel):
         mean, std = self.normalization
         aug = Augmenter(mean, std, seed, self.device)
         teacher, student, autoencoder = self._new_networks()
-        lr = float(self.params["learning_rate"])
+        lr = self.p.learning_rate
         common = dict(mean=mean, std=std, device=self.device, batch_size=bs, seed=seed, cancel=cancel)
 
         # 1. distil the teacher PDN from the frozen backbone on augmented good images
@@ -186,7 +178,7 @@ class EfficientAd(AnomalyModel):
         teacher_r2 = fit_readout(teacher, _batches(distill_set, bs, mean, std, self.device, cancel))
         opt_t = torch.optim.Adam(teacher.parameters(), lr=0.1 * lr, weight_decay=1e-5)
         distill_history = train_loop(distill_loss, [teacher], opt_t, distill_set,  # type: ignore[arg-type]
-                                     epochs=int(self.params["distill_epochs"]),
+                                     epochs=self.p.distill_epochs,
                                      progress=_renamed(progress, "distil teacher"), **common)
         del distill_set
         teacher.eval()
@@ -196,7 +188,7 @@ class EfficientAd(AnomalyModel):
         # 2. teacher channel normalisation on the (unaugmented) training images
         t_mean, t_std = self._channel_stats(teacher, cache, cancel)
         tm, ts = t_mean.view(1, -1, 1, 1), t_std.view(1, -1, 1, 1)
-        c, q = self.teacher_channels, float(self.params["hard_quantile"])
+        c, q = self.teacher_channels, self.p.hard_quantile
 
         # 3. student and autoencoder, on the teacher's outputs computed once (it is frozen)
         targets = TeacherTargetSet(cache, aug, lambda x: (teacher(x) - tm) / ts, bs, seed, cancel,
@@ -210,61 +202,38 @@ class EfficientAd(AnomalyModel):
             s_ae = student(x_ae)[:, c:]
             return loss_hard + (t_ae - a).pow(2).mean() + (a - s_ae).pow(2).mean()
 
-        epochs = int(self.params["epochs"])
+        epochs = self.p.epochs
         opt = torch.optim.Adam(list(student.parameters()) + list(autoencoder.parameters()), lr=lr, weight_decay=1e-5)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, int(0.95 * epochs))], gamma=0.1)
         history = train_loop(student_loss, [student, autoencoder], opt, targets, epochs=epochs,  # type: ignore[arg-type]
                              progress=progress,
-                             scheduler=sched, early_stopping=int(self.params["early_stopping"]), **common)
+                             scheduler=sched, early_stopping=self.p.early_stopping, **common)
         student.eval()
         autoencoder.eval()
 
         # 4. map normalisation quantiles on held-back good images
-        self.teacher, self.student, self.autoencoder = teacher, student, autoencoder
-        self.t_mean, self.t_std = t_mean, t_std
-        self.quantiles = torch.tensor([0.0, 1.0, 0.0, 1.0], device=self.device)
-        module = self.export_module()
+        module = EfficientAdModel(teacher, student, autoencoder, t_mean, t_std,
+                                  torch.tensor([0.0, 1.0, 0.0, 1.0]), self.image_size, self.p.smoothing_sigma)
+        module = module.to(self.device)
         st, ae = [], []
         with torch.no_grad():
             for x in _batches(hold, bs, mean, std, self.device, cancel):
                 m_st, m_ae = module.raw_maps(x)
                 st.append(m_st.flatten())
                 ae.append(m_ae.flatten())
-        self.quantiles = torch.cat([_quantiles(torch.cat(st)), _quantiles(torch.cat(ae))]).to(self.device)
+        module.quantiles.copy_(torch.cat([_quantiles(torch.cat(st)), _quantiles(torch.cat(ae))]))
+        self._set_module(module)
         self.metadata["training_history"] = {
             "distill_loss": distill_history.train_loss, "teacher_r2": teacher_r2,
             "train_loss": history.train_loss,
             "val_loss": history.val_loss, "best_epoch": history.best_epoch}
 
     # --------------------------------------------------------------- inference and state
-    def export_module(self) -> nn.Module:
-        assert self.teacher is not None and self.student is not None and self.autoencoder is not None
-        assert self.t_mean is not None and self.t_std is not None and self.quantiles is not None
-        return EfficientAdInference(self.teacher, self.student, self.autoencoder, self.t_mean, self.t_std,
-                                    self.quantiles, self.image_size, float(self.params["smoothing_sigma"])).eval()
-
-    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.export_module()(x)
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        assert self.teacher is not None and self.student is not None and self.autoencoder is not None
-        assert self.t_mean is not None and self.t_std is not None and self.quantiles is not None
-        out = {"teacher_mean": self.t_mean, "teacher_std": self.t_std, "quantiles": self.quantiles}
-        for prefix, module in (("teacher", self.teacher), ("student", self.student), ("autoencoder", self.autoencoder)):
-            out.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
-        return {k: v.detach().cpu().contiguous() for k, v in out.items()}
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        nets = self._new_networks()
-        for prefix, module in zip(("teacher", "student", "autoencoder"), nets):
-            k0 = len(prefix) + 1
-            module.load_state_dict({k[k0:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
-            module.eval()
-        self.teacher, self.student, self.autoencoder = nets
-        self.t_mean = tensors["teacher_mean"].float().to(self.device)
-        self.t_std = tensors["teacher_std"].float().to(self.device)
-        self.quantiles = tensors["quantiles"].float().to(self.device)
-        self.fitted = True
+    def _new_module(self, tensors: dict[str, torch.Tensor]) -> EfficientAdModel:
+        teacher, student, autoencoder = self._new_networks()
+        c = self.teacher_channels
+        return EfficientAdModel(teacher, student, autoencoder, torch.zeros(c), torch.ones(c), torch.zeros(4),
+                                self.image_size, self.p.smoothing_sigma)
 
 
 class DistillationSet:

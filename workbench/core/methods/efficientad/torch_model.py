@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.methods.ops import gaussian_blur, upsample_maps
+from workbench.core.methods.components.inference import InferenceModule
+from workbench.core.methods.components.ops import gaussian_blur, upsample_maps
 
 
 class PatchDescriptionNetwork(nn.Module):
@@ -128,27 +129,28 @@ def hard_feature_loss(teacher: torch.Tensor, student: torch.Tensor, quantile: fl
     return d.topk(k, sorted=False).values.mean()
 
 
-class EfficientAdInference(nn.Module):
+class EfficientAdModel(InferenceModule):
     """Teacher, student and autoencoder -> (scores[B], maps[B, S, S]) in one pass; ONNX-exportable.
 
-    Buffers hold the teacher's channel mean/std and the map normalisation quantiles.
+    Buffers hold the teacher's channel mean/std and the map normalisation quantiles; no
+    backbone is involved at inference, so everything in the module is saved.
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, autoencoder: nn.Module,
-                 t_mean: torch.Tensor, t_std: torch.Tensor, quantiles: torch.Tensor, image_size: int,
+                 teacher_mean: torch.Tensor, teacher_std: torch.Tensor, quantiles: torch.Tensor, image_size: int,
                  sigma: float = 0.0) -> None:
         super().__init__()
         self.teacher, self.student, self.autoencoder = teacher, student, autoencoder
-        self.register_buffer("t_mean", t_mean.view(1, -1, 1, 1).clone())
-        self.register_buffer("t_std", t_std.view(1, -1, 1, 1).clone())
-        self.register_buffer("quantiles", quantiles.clone())  # q_a_st, q_b_st, q_a_ae, q_b_ae
+        self.register_buffer("teacher_mean", teacher_mean.float().clone())  # [C]
+        self.register_buffer("teacher_std", teacher_std.float().clone())  # [C]
+        self.register_buffer("quantiles", quantiles.float().clone())  # q_a_st, q_b_st, q_a_ae, q_b_ae
         self.image_size = image_size
         self.sigma = sigma
-        self.channels = int(t_mean.numel())
+        self.channels = int(teacher_mean.numel())
 
     def raw_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Student-teacher and student-autoencoder maps [B, h, w] before normalisation."""
-        t = (self.teacher(x) - self.t_mean) / self.t_std
+        t = (self.teacher(x) - self.teacher_mean.view(1, -1, 1, 1)) / self.teacher_std.view(1, -1, 1, 1)
         s = self.student(x)
         a = self.autoencoder(x)
         map_st = (t - s[:, :self.channels]).pow(2).mean(1)

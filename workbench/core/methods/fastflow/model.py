@@ -35,41 +35,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from workbench.core.jobs import CancelToken, ProgressCallback
-from workbench.core.methods.fastflow.coupling import AffineCoupling, Flow, conv_subnet
-from workbench.core.methods.fastflow.features import FeatureCache, FlowMethod
-from workbench.core.methods.ops import gaussian_blur, upsample_maps
+from workbench.core.methods.components.feature_cache import FlowMethod
+from workbench.core.methods.components.training import TRAINING_PARAMS, train_method
+from workbench.core.methods.fastflow.torch_model import FastFlowModel, FastFlowNet, Shape, fastflow_loss
 from workbench.core.methods.schema import Param
-from workbench.core.methods.trainer import TRAINING_PARAMS, train_loop
-
-Shape = tuple[int, int, int]
-
-
-class FastFlowNet(nn.Module):
-    """LayerNorm + 2D flow per backbone stage: features -> list of ``(z, log|det J|)``."""
-
-    def __init__(self, shapes: Sequence[Shape], flow_steps: int, hidden_ratio: float, conv3x3_only: bool,
-                 clamp: float, seed: int) -> None:
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        self.norms = nn.ModuleList(nn.LayerNorm(list(shape), elementwise_affine=True) for shape in shapes)
-        self.flows = nn.ModuleList(
-            Flow([AffineCoupling(c, conv_subnet(1 if (i % 2 == 1 and not conv3x3_only) else 3, hidden_ratio),
-                                 clamp, generator=generator) for i in range(flow_steps)])
-            for c, _, _ in shapes)
-
-    def forward(self, feats: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [flow(norm(f)) for f, norm, flow in zip(feats, self.norms, self.flows)]
-
-
-def fastflow_loss(outputs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Sum over stages of the mean per-element negative log-likelihood (without constants)."""
-    loss = outputs[0][0].new_zeros(())
-    for z, log_det in outputs:
-        loss = loss + (0.5 * z.flatten(1).pow(2).sum(1) - log_det).mean() / z[0].numel()
-    return loss
 
 
 class FastFlow(FlowMethod):
@@ -97,48 +68,22 @@ class FastFlow(FlowMethod):
               "(0 = off, as in the paper). Smooths noise at the cost of very small defects.", 0.0, 32.0),
     ) + TRAINING_PARAMS
 
+    tiny_params = {"image_size": 64, "epochs": 3, "flow_steps": 2, "learning_rate": 3e-3}
+
     def _build(self, shapes: Sequence[Shape]) -> FastFlowNet:
-        p = self.params
-        return FastFlowNet(shapes, int(p["flow_steps"]), float(p["hidden_ratio"]), bool(p["conv3x3_only"]),
-                           float(p["clamp"]), int(p["seed"])).to(self.device)
+        p = self.p
+        return FastFlowNet(shapes, p.flow_steps, p.hidden_ratio, p.conv3x3_only, p.clamp, p.seed).to(self.device)
+
+    def _wrap(self, net: FastFlowNet) -> FastFlowModel:
+        return FastFlowModel(self.extractor, net, self.image_size, self.p.anomaly_map, self.p.smoothing_sigma)
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
-        mean, std = self.normalization
-        cache = FeatureCache(self.extractor, images, self.image_size, mean, std, self.device, cancel,
-                             progress, batch_size=int(self.params["batch_size"]))
+        cache = self._features(images, progress, cancel)
         net = self._build(cache.shapes)
-        optimizer = torch.optim.Adam(net.parameters(), lr=float(self.params["learning_rate"]), weight_decay=1e-5)
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.p.learning_rate, weight_decay=1e-5)
 
         def step_loss(index: torch.Tensor) -> torch.Tensor:
             return fastflow_loss(net(cache.features(index)))
 
-        history = train_loop(step_loss, [net], optimizer, cache, mean=mean, std=std, device=self.device,
-                             epochs=int(self.params["epochs"]), batch_size=int(self.params["batch_size"]),
-                             seed=int(self.params["seed"]), cancel=cancel, progress=progress,
-                             early_stopping=int(self.params["early_stopping"]))
-        self.net = net.eval()
-        self._record_history(history)
-
-    def export_module(self) -> nn.Module:
-        assert self.net is not None
-        return FastFlowInference(self.extractor, self.net, self.image_size, self.params["anomaly_map"],
-                                 float(self.params["smoothing_sigma"]))
-
-
-class FastFlowInference(nn.Module):
-    """Backbone -> flows -> anomaly map and image score (predict and ONNX export alike)."""
-
-    def __init__(self, extractor: nn.Module, net: FastFlowNet, image_size: int, anomaly_map: str,
-                 sigma: float) -> None:
-        super().__init__()
-        self.extractor, self.net = extractor, net
-        self.image_size, self.probability, self.sigma = image_size, anomaly_map == "probability", sigma
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        stage_maps = []
-        for z, _ in self.net(self.extractor(x)):
-            nll = 0.5 * z.pow(2).mean(1)  # [B, h, w]
-            stage_maps.append(upsample_maps(-torch.exp(-nll) if self.probability else nll, self.image_size))
-        maps = gaussian_blur(torch.stack(stage_maps).mean(0), self.sigma)
-        return maps.flatten(1).amax(1), maps
+        self._finish(net, train_method(self, step_loss, [net], optimizer, cache, cancel, progress))

@@ -32,16 +32,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from workbench.core.jobs import CancelToken, ProgressCallback
-from workbench.core.methods.ganomaly.network import (Discriminator, Generator, dcgan_init, from_patches,
-                                                     to_patches)
-from workbench.core.methods.ops import gaussian_blur
-from workbench.core.methods.reconstruction import (ReconstructionModel, load_module_state, module_state,
-                                                    random_flips, seeded, to_unit, with_defaults)
-from workbench.core.methods.schema import Param
-from workbench.core.methods.trainer import TRAINING_PARAMS, ImageCache, train_loop
+from workbench.core.methods.components.reconstruction import ReconstructionModel, random_flips, seeded
+from workbench.core.methods.components.training import TRAINING_PARAMS, ImageCache, train_method
+from workbench.core.methods.ganomaly.torch_model import (Discriminator, GanomalyModel, Generator, dcgan_init,
+                                                         to_patches)
+from workbench.core.methods.schema import Param, with_defaults
 
 D_COLLAPSE = 1e-5
 
@@ -72,44 +69,44 @@ class Ganomaly(ReconstructionModel):
               "sample data the latent distance ranks defects barely better than chance (see the module notes), "
               "the residual far better.", choices=("residual", "latent")),
         Param("smoothing_sigma", "float", 2.0, "Gaussian smoothing of the residual map in pixels.", 0.0, 32.0),
-    ) + TRAINING_PARAMS
-
-    @classmethod
-    def schema(cls) -> tuple[Param, ...]:
-        return with_defaults(super().schema(), image_size=128, epochs=50, learning_rate=2e-4)
+        *with_defaults(TRAINING_PARAMS, epochs=50, learning_rate=2e-4),
+    )
+    common_defaults = {"image_size": 128}
+    tiny_params = {"image_size": 64, "epochs": 2, "width": 8, "latent_dim": 32}
 
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
-        patch = self.params["patch_size"]
+        patch = self.p.patch_size
         self.patch = self.image_size if patch == "full" else int(patch)
         if self.image_size % self.patch:
             raise ValueError(f"{self.title}: image_size {self.image_size} is not a multiple of patch_size {patch}.")
-        self.netg, self.netd = self._build()
 
-    def _build(self) -> tuple[Generator, Discriminator]:
-        width = int(self.params["width"])
+    def _new_module(self, tensors: dict[str, torch.Tensor] | None = None) -> GanomalyModel:
+        """Generator and discriminator with their seeded DCGAN initialisation."""
+        width = self.p.width
 
         def build():
-            g = Generator(self.patch, int(self.params["latent_dim"]), width)
+            g = Generator(self.patch, self.p.latent_dim, width)
             d = Discriminator(self.patch, width)
             dcgan_init(g)
             dcgan_init(d)
             return g, d
 
-        g, d = seeded(int(self.params["seed"]), build)
-        return g.to(self.device).eval(), d.to(self.device).eval()
+        g, d = seeded(self.p.seed, build)
+        return GanomalyModel(g.to(self.device).eval(), d.to(self.device).eval(), self.patch,
+                             self.p.smoothing_sigma, self.p.image_score == "latent")
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
-        self.netg, self.netd = self._build()
-        netg, netd = self.netg, self.netd
+        module = self._new_module()
+        netg, netd = module.generator, module.discriminator
         cache = ImageCache(images, self.image_size, cancel, progress)
-        generator = torch.Generator().manual_seed(int(self.params["seed"]))
-        augment = bool(self.params["augment"])
-        lr = float(self.params["learning_rate"])
+        generator = torch.Generator().manual_seed(self.p.seed)
+        augment = self.p.augment
+        lr = self.p.learning_rate
         opt_g = torch.optim.Adam(netg.parameters(), lr=lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(netd.parameters(), lr=lr, betas=(0.5, 0.999))
-        w_adv, w_con, w_lat = (float(self.params[k]) for k in ("w_adversarial", "w_contextual", "w_latent"))
+        w_adv, w_con, w_lat = self.p.w_adversarial, self.p.w_contextual, self.p.w_latent
         d_resets = 0
         patch, size = self.patch, self.image_size
 
@@ -142,56 +139,10 @@ class Ganomaly(ReconstructionModel):
             lat = F.mse_loss(z_hat, z)
             return w_adv * adv + w_con * con + w_lat * lat
 
-        history = train_loop(
-            step_loss, [netg, netd], opt_g, cache, mean=self.normalization[0], std=self.normalization[1],
-            device=self.device, epochs=int(self.params["epochs"]), batch_size=int(self.params["batch_size"]),
-            seed=int(self.params["seed"]), cancel=cancel, progress=progress,
-            early_stopping=int(self.params["early_stopping"]))
+        history = train_method(self, step_loss, [netg, netd], opt_g, cache, cancel, progress)
         self.metadata["loss_history"] = history.train_loss
         self.metadata["discriminator_resets"] = d_resets
-        netg.eval()
-        netd.eval()
+        self._set_module(module)
 
     def _reconstruct_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        return self.export_module().reconstruct(x)[1]
-
-    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.export_module()(x)
-
-    def export_module(self) -> torch.nn.Module:
-        return GanomalyExport(self.netg, self.patch, float(self.params["smoothing_sigma"]),
-                              self.params["image_score"] == "latent")
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        # the discriminator is only needed to continue training, but it is learned state too
-        return {**module_state("generator", self.netg), **module_state("discriminator", self.netd)}
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        tensors = {k: v.to(self.device) for k, v in tensors.items()}
-        load_module_state("generator", self.netg, tensors)
-        load_module_state("discriminator", self.netd, tensors)
-        self.netg.eval()
-        self.netd.eval()
-        self.fitted = True
-
-
-class GanomalyExport(nn.Module):
-    """Inference as one module: map = smoothed |x - x_hat| of the reassembled reconstruction;
-    score = its maximum, or the largest patch latent distance mean((z - z_hat)^2)."""
-
-    def __init__(self, netg: Generator, patch: int, sigma: float, latent_score: bool) -> None:
-        super().__init__()
-        self.netg, self.patch, self.sigma, self.latent_score = netg, patch, sigma, latent_score
-
-    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (latent distance per patch [B, n], reconstruction [B, 3, H, W])."""
-        b, _, h, w = x.shape
-        z, rec, z_hat = self.netg(to_patches(x, self.patch))
-        dist = ((z - z_hat) ** 2).flatten(1).mean(1).reshape(b, -1)
-        return dist, from_patches(rec, b, h, w)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dist, rec = self.reconstruct(x)
-        maps = gaussian_blur((to_unit(x) - to_unit(rec)).abs().mean(1), self.sigma)
-        scores = dist.amax(1) if self.latent_score else maps.flatten(1).amax(1)
-        return scores, maps
+        return self.module.reconstruct(x)[1]

@@ -19,7 +19,8 @@ import torch
 
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 from workbench.core.methods.base import AnomalyModel
-from workbench.core.methods.ops import fuse_features, gaussian_blur, parse_layers, upsample_maps
+from workbench.core.methods.components.ops import parse_layers
+from workbench.core.methods.padim.torch_model import PadimModel, padim_embedding
 from workbench.core.methods.schema import Param
 
 
@@ -40,32 +41,26 @@ class Padim(AnomalyModel):
         Param("smoothing_sigma", "float", 4.0, "Gaussian smoothing of the anomaly map in pixels.", 0.0, 32.0),
     )
 
+    tiny_params = {"image_size": 64}
+
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
-        self.backbone_layers = parse_layers(self.params["layers"])
-        self.channel_index: torch.Tensor | None = None
-        self.mean: torch.Tensor | None = None  # [P, d]
-        self.inv_cov: torch.Tensor | None = None  # [P, d, d]
+        self.backbone_layers = parse_layers(self.p.layers)
 
-    def _embed(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Backbone features -> selected-channel embeddings [B, d, h, w] on the grid."""
-        emb = fuse_features(feats)
-        grid = self.image_size // int(self.params["grid_stride"])
-        if emb.shape[-1] != grid:
-            emb = torch.nn.functional.adaptive_avg_pool2d(emb, grid)
-        assert self.channel_index is not None
-        return emb.index_select(1, self.channel_index)
+    @property
+    def grid(self) -> int:
+        return self.image_size // int(self.p.grid_stride)
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
         total_channels = sum(self.extractor.channels)
-        d = min(int(self.params["n_features"]), total_channels)
-        generator = torch.Generator().manual_seed(int(self.params["seed"]))
-        self.channel_index = torch.randperm(total_channels, generator=generator)[:d].sort().values.to(self.device)
+        d = min(self.p.n_features, total_channels)
+        generator = torch.Generator().manual_seed(self.p.seed)
+        channel_index = torch.randperm(total_channels, generator=generator)[:d].sort().values.to(self.device)
         report = make_reporter(progress, "extract features", len(images))
         count, sum_x, sum_xx = 0, None, None
         for feats in self.iter_feature_batches(images, cancel, report):
-            emb = self._embed(feats)
+            emb = padim_embedding(feats, self.grid, channel_index)
             x = emb.flatten(2).permute(2, 0, 1).double()  # [P, B, d]
             sum_x = x.sum(1) if sum_x is None else sum_x + x.sum(1)
             xx = torch.einsum("pbi,pbj->pij", x, x)
@@ -74,47 +69,10 @@ class Padim(AnomalyModel):
         assert sum_x is not None and sum_xx is not None
         mean = sum_x / count
         cov = (sum_xx - count * torch.einsum("pi,pj->pij", mean, mean)) / max(count - 1, 1)
-        cov += float(self.params["regularization"]) * torch.eye(d, dtype=cov.dtype, device=cov.device)
-        self.mean = mean.float()
-        # contiguous, so a fitted and a reloaded model run the very same kernels (identical scores)
-        self.inv_cov = torch.linalg.inv(cov).float().contiguous()
+        cov += self.p.regularization * torch.eye(d, dtype=cov.dtype, device=cov.device)
+        self._set_module(self._new_module({"channel_index": channel_index, "mean": mean.float(),
+                                           "inv_cov": torch.linalg.inv(cov).float()}))
 
-    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.export_module()(x)
-
-    def export_module(self) -> torch.nn.Module:
-        assert self.mean is not None and self.inv_cov is not None and self.channel_index is not None
-        return PadimExport(self, self.mean, self.inv_cov)
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        assert self.mean is not None and self.inv_cov is not None and self.channel_index is not None
-        return {"channel_index": self.channel_index.cpu(), "mean": self.mean.cpu(),
-                "inv_cov": self.inv_cov.cpu().contiguous()}
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.channel_index = tensors["channel_index"].long().to(self.device)
-        self.mean = tensors["mean"].float().to(self.device)
-        self.inv_cov = tensors["inv_cov"].float().to(self.device)
-        self.fitted = True
-
-
-class PadimExport(torch.nn.Module):
-    """Inference as a plain module (used by predict and by the ONNX export alike)."""
-
-    def __init__(self, model: Padim, mean: torch.Tensor, inv_cov: torch.Tensor) -> None:
-        super().__init__()
-        self.extractor = model.extractor
-        self.embed = model._embed
-        self.mean, self.inv_cov = mean, inv_cov
-        self.image_size = model.image_size
-        self.sigma = float(model.params["smoothing_sigma"])
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.embed(self.extractor(x))
-        b, d, h, w = emb.shape
-        delta = emb.flatten(2).permute(0, 2, 1) - self.mean  # [B, P, d]
-        # (delta^T S^-1 delta) per position, as a batched mat-mul over positions
-        dist2 = ((delta.permute(1, 0, 2) @ self.inv_cov) * delta.permute(1, 0, 2)).sum(-1).T.clamp_min(0)
-        maps = upsample_maps(dist2.sqrt().reshape(b, h, w), self.image_size)
-        maps = gaussian_blur(maps, self.sigma)
-        return maps.flatten(1).amax(1), maps
+    def _new_module(self, tensors: dict[str, torch.Tensor]) -> PadimModel:
+        return PadimModel(self.extractor, tensors["channel_index"], tensors["mean"], tensors["inv_cov"],
+                          self.grid, self.image_size, self.p.smoothing_sigma)

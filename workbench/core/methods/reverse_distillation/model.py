@@ -23,16 +23,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from workbench.core.jobs import CancelToken, ProgressCallback
-from workbench.core.methods.base import COMMON_PARAMS, AnomalyModel
-from workbench.core.methods.ops import parse_layers
+from workbench.core.methods.base import AnomalyModel
+from workbench.core.methods.components.ops import parse_layers
+from workbench.core.methods.components.training import TRAINING_PARAMS, ImageCache, train_method
 from workbench.core.methods.reverse_distillation.torch_model import (
-    OneClassBottleneck, RdInference, ReverseDecoder, rd_loss)
-from workbench.core.methods.schema import Param
-from workbench.core.methods.stfpm.model import with_defaults
-from workbench.core.methods.trainer import TRAINING_PARAMS, ImageCache, train_loop
+    OneClassBottleneck, RdModel, ReverseDecoder, rd_loss)
+from workbench.core.methods.schema import Param, with_defaults
 
 
 class ReverseDistillation(AnomalyModel):
@@ -54,67 +52,35 @@ class ReverseDistillation(AnomalyModel):
         *with_defaults(TRAINING_PARAMS, epochs=40, learning_rate=5e-3),
     )
 
-    @classmethod
-    def schema(cls) -> tuple[Param, ...]:
-        return with_defaults(COMMON_PARAMS, image_size=128) + cls.method_params
+    common_defaults = {"image_size": 128}
+    tiny_params = {"image_size": 64, "epochs": 3, "batch_size": 4, "embed_dim": 64, "decoder_width": 64}
 
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
-        self.backbone_layers = parse_layers(self.params["layers"])
+        self.backbone_layers = parse_layers(self.p.layers)
         if len(self.backbone_layers) < 2:
             raise ValueError("Reverse distillation needs at least two encoder stages, e.g. '1,2,3'.")
-        self.bottleneck: nn.Module | None = None
-        self.decoder: nn.Module | None = None
 
-    def _new_networks(self) -> tuple[nn.Module, nn.Module]:
+    def _new_module(self, tensors: dict[str, torch.Tensor] | None = None) -> RdModel:
         channels, strides = self.extractor.channels, self.extractor.strides
-        embed, width = int(self.params["embed_dim"]), int(self.params["decoder_width"])
-        bottleneck = OneClassBottleneck(channels, strides, embed).to(self.device)
-        decoder = ReverseDecoder(channels, strides, embed, width).to(self.device)
-        return bottleneck, decoder
+        bottleneck = OneClassBottleneck(channels, strides, self.p.embed_dim).to(self.device)
+        decoder = ReverseDecoder(channels, strides, self.p.embed_dim, self.p.decoder_width).to(self.device)
+        return RdModel(self.extractor, bottleneck, decoder, self.image_size, self.p.smoothing_sigma)
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
-        encoder = self.extractor
         cache = ImageCache(images, self.image_size, cancel, progress)
-        bottleneck, decoder = self._new_networks()
+        module = self._new_module()
+        encoder, bottleneck, decoder = module.encoder, module.bottleneck, module.decoder
         params = list(bottleneck.parameters()) + list(decoder.parameters())
         # Adam with beta1 = 0.5 as in the paper
-        optimizer = torch.optim.Adam(params, lr=float(self.params["learning_rate"]), betas=(0.5, 0.999))
+        optimizer = torch.optim.Adam(params, lr=self.p.learning_rate, betas=(0.5, 0.999))
 
         def step_loss(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 feats = encoder(x)
             return rd_loss(feats, decoder(bottleneck(feats)))
 
-        mean, std = self.normalization
-        history = train_loop(step_loss, [bottleneck, decoder], optimizer, cache, mean=mean, std=std,
-                             device=self.device, epochs=int(self.params["epochs"]),
-                             batch_size=int(self.params["batch_size"]), seed=int(self.params["seed"]),
-                             cancel=cancel, progress=progress, early_stopping=int(self.params["early_stopping"]))
-        self.metadata["training_history"] = {"train_loss": history.train_loss, "val_loss": history.val_loss,
-                                             "best_epoch": history.best_epoch}
-        self.bottleneck, self.decoder = bottleneck.eval(), decoder.eval()
-
-    def export_module(self) -> nn.Module:
-        assert self.bottleneck is not None and self.decoder is not None
-        return RdInference(self.extractor, self.bottleneck, self.decoder, self.image_size,
-                           float(self.params["smoothing_sigma"])).eval()
-
-    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.export_module()(x)
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        assert self.bottleneck is not None and self.decoder is not None
-        out = {}
-        for prefix, module in (("bottleneck", self.bottleneck), ("decoder", self.decoder)):
-            out.update({f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
-        return out
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        bottleneck, decoder = self._new_networks()
-        for prefix, module in (("bottleneck", bottleneck), ("decoder", decoder)):
-            n = len(prefix) + 1
-            module.load_state_dict({k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
-        self.bottleneck, self.decoder = bottleneck.eval(), decoder.eval()
-        self.fitted = True
+        history = train_method(self, step_loss, [bottleneck, decoder], optimizer, cache, cancel, progress)
+        self.metadata["training_history"] = history.as_metadata()
+        self._set_module(module)

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.methods.ops import gaussian_blur, upsample_maps
+from workbench.core.methods.components.inference import InferenceModule
+from workbench.core.methods.components.ops import gaussian_blur, upsample_maps
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, act: bool = True) -> nn.Sequential:
@@ -95,8 +96,10 @@ def rd_loss(encoder: list[torch.Tensor], decoder: list[torch.Tensor]) -> torch.T
     return sum(d.mean() for d in cosine_distances(encoder, decoder))  # type: ignore[return-value]
 
 
-class RdInference(nn.Module):
-    """Encoder -> OCBE -> decoder -> (scores[B], maps[B, S, S]); ONNX-exportable."""
+class RdModel(InferenceModule):
+    """Encoder (the frozen backbone, not saved) -> OCBE -> decoder -> (scores[B], maps[B, S, S])."""
+
+    frozen = ("encoder",)
 
     def __init__(self, encoder: nn.Module, bottleneck: nn.Module, decoder: nn.Module, image_size: int,
                  sigma: float) -> None:

@@ -17,24 +17,17 @@ SGD with learning rate 0.4, so one category trains in a few minutes on two CPU c
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from workbench.core.jobs import CancelToken, ProgressCallback
-from workbench.core.methods.base import COMMON_PARAMS, AnomalyModel
-from workbench.core.methods.ops import parse_layers
-from workbench.core.methods.schema import Param
-from workbench.core.methods.stfpm.torch_model import StfpmInference, create_student, stfpm_loss
-from workbench.core.methods.trainer import TRAINING_PARAMS, ImageCache, train_loop
-
-
-def with_defaults(params: Sequence[Param], **defaults) -> tuple[Param, ...]:
-    """``params`` with some defaults replaced (used to pick CPU-friendly defaults per method)."""
-    return tuple(dataclasses.replace(p, default=defaults[p.name]) if p.name in defaults else p
-                 for p in params)
+from workbench.core.methods.base import AnomalyModel
+from workbench.core.methods.components.ops import parse_layers
+from workbench.core.methods.components.training import TRAINING_PARAMS, ImageCache, train_method
+from workbench.core.methods.schema import Param, with_defaults
+from workbench.core.methods.stfpm.torch_model import StfpmModel, create_student, stfpm_loss
 
 
 class Stfpm(AnomalyModel):
@@ -57,54 +50,30 @@ class Stfpm(AnomalyModel):
         *with_defaults(TRAINING_PARAMS, epochs=80, learning_rate=1e-3),
     )
 
-    @classmethod
-    def schema(cls) -> tuple[Param, ...]:
-        return with_defaults(COMMON_PARAMS, image_size=128) + cls.method_params
+    common_defaults = {"image_size": 128}
+    tiny_params = {"image_size": 64, "epochs": 3, "batch_size": 4, "learning_rate": 3e-3}
 
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
-        self.backbone_layers = parse_layers(self.params["layers"])
-        self.student: torch.nn.Module | None = None
+        self.backbone_layers = parse_layers(self.p.layers)
 
-    def _new_student(self) -> torch.nn.Module:
-        return create_student(self.backbone_spec.name, self.backbone_layers).to(self.device)
+    def _new_module(self, tensors: dict[str, torch.Tensor] | None = None) -> StfpmModel:
+        teacher = self.extractor  # built first: the student's seeded initialisation comes after it
+        student = create_student(self.backbone_spec.name, self.backbone_layers).to(self.device)
+        return StfpmModel(teacher, student, self.image_size, self.p.combine, self.p.smoothing_sigma)
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
-        teacher = self.extractor
         cache = ImageCache(images, self.image_size, cancel, progress)
-        student = self._new_student()
-        optimizer = torch.optim.Adam(student.parameters(), lr=float(self.params["learning_rate"]))
+        module = self._new_module()
+        teacher, student = module.teacher, module.student
+        optimizer = torch.optim.Adam(student.parameters(), lr=self.p.learning_rate)
 
         def step_loss(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
                 t = teacher(x)
             return stfpm_loss(t, student(x))
 
-        mean, std = self.normalization
-        history = train_loop(step_loss, [student], optimizer, cache, mean=mean, std=std, device=self.device,
-                             epochs=int(self.params["epochs"]), batch_size=int(self.params["batch_size"]),
-                             seed=int(self.params["seed"]), cancel=cancel, progress=progress,
-                             early_stopping=int(self.params["early_stopping"]))
-        self.metadata["training_history"] = {"train_loss": history.train_loss, "val_loss": history.val_loss,
-                                             "best_epoch": history.best_epoch}
-        student.eval()
-        self.student = student
-
-    def export_module(self) -> torch.nn.Module:
-        assert self.student is not None
-        return StfpmInference(self.extractor, self.student, self.image_size, str(self.params["combine"]),
-                              float(self.params["smoothing_sigma"])).eval()
-
-    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.export_module()(x)
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        assert self.student is not None
-        return {f"student.{k}": v.detach().cpu().contiguous() for k, v in self.student.state_dict().items()}
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        student = self._new_student()
-        student.load_state_dict({k[len("student."):]: v for k, v in tensors.items() if k.startswith("student.")})
-        self.student = student.eval()
-        self.fitted = True
+        history = train_method(self, step_loss, [student], optimizer, cache, cancel, progress)
+        self.metadata["training_history"] = history.as_metadata()
+        self._set_module(module)

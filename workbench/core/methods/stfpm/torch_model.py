@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.methods.ops import gaussian_blur, upsample_maps
+from workbench.core.methods.components.inference import InferenceModule
+from workbench.core.methods.components.ops import gaussian_blur, upsample_maps
 
 
 def create_student(backbone: str, layers: tuple[int, ...]) -> nn.Module:
@@ -30,8 +31,10 @@ def stfpm_loss(teacher: list[torch.Tensor], student: list[torch.Tensor]) -> torc
     return sum(d.mean() for d in layer_distances(teacher, student))  # type: ignore[return-value]
 
 
-class StfpmInference(nn.Module):
-    """Teacher + student -> (scores[B], maps[B, S, S]); ONNX-exportable, used by predict too."""
+class StfpmModel(InferenceModule):
+    """Teacher (the frozen backbone, not saved) + student -> (scores[B], maps[B, S, S])."""
+
+    frozen = ("teacher",)
 
     def __init__(self, teacher: nn.Module, student: nn.Module, image_size: int, combine: str,
                  sigma: float) -> None:

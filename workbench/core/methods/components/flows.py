@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.core.methods.components.inference import InferenceModule
+
 SubnetFactory = Callable[[int, int], nn.Module]  # (in_channels, out_channels) -> module
 
 
@@ -127,3 +129,16 @@ def gaussian_log_likelihood(z: torch.Tensor, log_det: torch.Tensor) -> torch.Ten
     """log p(x) of a flow with a standard normal base, per sample [N]."""
     dims = z[0].numel()
     return -0.5 * z.flatten(1).pow(2).sum(1) - 0.5 * dims * math.log(2 * math.pi) + log_det
+
+
+class FlowInference(InferenceModule):
+    """Backbone (frozen, not saved) -> a flow network ``net`` -> anomaly map and image score: the
+    inference module shape both flow methods share; each defines ``forward``."""
+
+    frozen = ("extractor",)
+
+    def __init__(self, extractor: nn.Module, net: nn.Module, image_size: int, anomaly_map: str,
+                 sigma: float) -> None:
+        super().__init__()
+        self.extractor, self.net = extractor, net
+        self.image_size, self.probability, self.sigma = image_size, anomaly_map == "probability", sigma

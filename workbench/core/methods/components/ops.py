@@ -19,6 +19,16 @@ def parse_layers(text: str) -> tuple[int, ...]:
     return layers
 
 
+def map_and_deepest_layers(text: str, what: str, deepest: int = 4) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(map layers, backbone layers) of methods that take their map from the ``text`` stages and
+    their image descriptor from the ``deepest`` (stride-32) stage as well; ``what`` names the
+    map layers in the error message."""
+    layers = parse_layers(text)
+    if max(layers) >= deepest:
+        raise ValueError(f"{what} must be below stage {deepest}.")
+    return layers, layers + (deepest,)
+
+
 def fuse_features(features: list[torch.Tensor], local_kernel: int = 0) -> torch.Tensor:
     """Concatenate stages at the resolution of the first (finest) one.
 

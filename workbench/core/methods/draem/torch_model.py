@@ -11,7 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.core.methods.reconstruction import conv_block, up_block
+from workbench.core.methods.components.inference import InferenceModule
+from workbench.core.methods.components.ops import gaussian_blur
+from workbench.core.methods.components.reconstruction import conv_block, decoder_stages, encoder_stages, up_block
 
 LEVELS = 4  # stride-2 stages of both networks: image_size must be divisible by 16
 
@@ -25,18 +27,8 @@ class ReconstructiveNet(nn.Module):
         # three stride-2 stages: the code keeps 4 * width channels per 8 x 8 pixels, wide enough
         # to redraw detail (the network learns to remove defects by denoising, not by a bottleneck)
         chans = [width, 2 * width, 4 * width]
-        enc: list[nn.Module] = []
-        c_in = 3
-        for c in chans:
-            enc += [conv_block(c_in, c, stride=2), conv_block(c, c)]
-            c_in = c
-        self.encoder = nn.Sequential(*enc)
-        dec: list[nn.Module] = []
-        for c in reversed(chans[:-1]):
-            dec += [up_block(c_in, c), conv_block(c, c)]
-            c_in = c
-        dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, 3, 3, padding=1), nn.Tanh()]
-        self.decoder = nn.Sequential(*dec)
+        self.encoder = nn.Sequential(*encoder_stages(chans))
+        self.decoder = nn.Sequential(*decoder_stages(chans))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -78,3 +70,18 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -
     logp = F.log_softmax(logits, dim=1)
     logp_t = torch.where(target > 0.5, logp[:, 1], logp[:, 0])
     return (-(1 - logp_t.exp()) ** gamma * logp_t).mean()
+
+
+class DraemModel(InferenceModule):
+    """Inference as one module: mask probability (smoothed) and max of its average-pooled map."""
+
+    def __init__(self, rec: ReconstructiveNet, disc: DiscriminativeNet, sigma: float, pool: int) -> None:
+        super().__init__()
+        self.reconstructive, self.discriminative, self.sigma = rec, disc, sigma
+        self.pool = pool if pool % 2 else pool + 1  # odd, so pooling keeps the size
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.discriminative(x, self.reconstructive(x))
+        maps = gaussian_blur(torch.softmax(logits, dim=1)[:, 1], self.sigma)
+        pooled = F.avg_pool2d(maps.unsqueeze(1), self.pool, stride=1, padding=self.pool // 2)
+        return pooled.flatten(1).amax(1), maps

@@ -1,4 +1,5 @@
-"""CutPaste torch modules: the partly fine-tuned classifier and the Gaussian-density inference."""
+"""CutPaste torch modules: the partly fine-tuned classifier and the inference module (network +
+Gaussian densities -> scores and maps)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.core.methods.ops import fuse_features, gaussian_blur, upsample_maps
+from workbench.core.methods.components.inference import InferenceModule
+from workbench.core.methods.components.ops import fuse_features, gaussian_blur, upsample_maps
 
 STAGES = (2, 3, 4)  # backbone stages the network returns (strides 8, 16, 32)
 
@@ -46,17 +48,17 @@ class CutPasteNet(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.head(self.forward(x)[-1].mean(dim=(2, 3))))
 
+    def is_learned(self, name: str) -> bool:
+        """Whether state entry ``name`` can differ from the pretrained backbone (fine-tuned stages
+        incl. their BatchNorm buffers, head and classifier)."""
+        if not name.startswith("features."):
+            return True
+        module = name[len("features."):].rsplit(".", 1)[0]
+        return any(module == p or module.startswith(p + ".") for p in self.trainable_prefixes)
+
     def learned_state(self) -> dict[str, torch.Tensor]:
-        """Every tensor that differs from the pretrained backbone (fine-tuned stages incl. their
-        BatchNorm buffers, head and classifier)."""
-        state = {}
-        for name, value in self.state_dict().items():
-            if name.startswith("features."):
-                module = name[len("features."):].rsplit(".", 1)[0]
-                if not any(module == p or module.startswith(p + ".") for p in self.trainable_prefixes):
-                    continue
-            state[name] = value.detach().cpu().contiguous()
-        return state
+        """Every tensor that differs from the pretrained backbone."""
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if self.is_learned(k)}
 
 
 def _modules_after(model: nn.Module, boundary: str) -> list[str]:
@@ -101,22 +103,35 @@ def patch_embedding(feats: list[torch.Tensor], map_stages: tuple[int, ...], loca
     return fuse_features([feats[STAGES.index(s)] for s in map_stages], local_kernel=local_kernel)
 
 
-class CutPasteInference(nn.Module):
-    """Network + the two Gaussians -> (scores[B], maps[B, S, S]); ONNX-exportable."""
+class Gaussians(nn.Module):
+    """The image-level and patch-level Gaussians (mean and precision) as buffers."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        for key in ("image_mean", "image_precision", "patch_mean", "patch_precision"):
+            self.register_buffer(key, tensors[key].float().contiguous())
+
+
+class CutPasteModel(InferenceModule):
+    """Network + the two Gaussians -> (scores[B], maps[B, S, S]); ONNX-exportable. The saved state
+    is the network's learned part and the Gaussians; the frozen backbone stages are rebuilt."""
 
     def __init__(self, net: CutPasteNet, tensors: dict[str, torch.Tensor], map_stages: tuple[int, ...],
                  local_kernel: int, image_size: int, sigma: float) -> None:
         super().__init__()
         self.net = net
-        for key in ("image_mean", "image_precision", "patch_mean", "patch_precision"):
-            self.register_buffer(key, tensors[key])
+        self.gaussian = Gaussians(tensors)
         self.map_stages, self.local_kernel = map_stages, local_kernel
         self.image_size, self.sigma = image_size, sigma
 
+    def _is_frozen(self, key: str) -> bool:
+        return key.startswith("net.") and not self.net.is_learned(key[len("net."):])
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.net(x)
-        scores = mahalanobis(image_embedding(feats), self.image_mean, self.image_precision)
+        g = self.gaussian
+        scores = mahalanobis(image_embedding(feats), g.image_mean, g.image_precision)
         emb = patch_embedding(feats, self.map_stages, self.local_kernel)
-        dist = mahalanobis(emb.permute(0, 2, 3, 1), self.patch_mean, self.patch_precision)
+        dist = mahalanobis(emb.permute(0, 2, 3, 1), g.patch_mean, g.patch_precision)
         maps = gaussian_blur(upsample_maps(dist, self.image_size), self.sigma)
         return scores, maps

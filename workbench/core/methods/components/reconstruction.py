@@ -1,8 +1,7 @@
 """Shared pieces of the reconstruction family (autoencoder, GANomaly, DRAEM).
 
 These methods learn from raw pixels, train from scratch and need no pretrained backbone:
-the ``backbone`` / ``weights`` parameters are accepted (every method has them) but unused,
-and the extractor is never built. Inputs are scaled to [-1, 1] (mean = std = 0.5 per
+they have no ``backbone`` / ``weights`` parameters and the extractor is never built. Inputs are scaled to [-1, 1] (mean = std = 0.5 per
 channel) whatever the backbone setting, so a package records the same normalisation the
 network was trained with.
 
@@ -18,8 +17,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -28,8 +26,7 @@ from torch import nn
 
 from workbench.core.methods.base import AnomalyModel
 from workbench.core.methods.images import batches
-from workbench.core.methods.ops import gaussian_kernel1d
-from workbench.core.methods.schema import Param
+from workbench.core.methods.components.ops import gaussian_kernel1d
 
 T = TypeVar("T")
 
@@ -94,14 +91,24 @@ def up_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv_block(c_in, c_out))
 
 
-def module_state(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
-    """Every parameter and buffer of ``module`` as contiguous CPU tensors named ``prefix.key``."""
-    return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+def encoder_stages(chans: list[int], c_in: int = 3) -> list[nn.Module]:
+    """Per width in ``chans``: a stride-2 conv block then a stride-1 one (halving the size each)."""
+    layers: list[nn.Module] = []
+    for c in chans:
+        layers += [conv_block(c_in, c, stride=2), conv_block(c, c)]
+        c_in = c
+    return layers
 
 
-def load_module_state(prefix: str, module: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    sub = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-    module.load_state_dict(sub, strict=True)
+def decoder_stages(chans: list[int]) -> list[nn.Module]:
+    """The mirror of :func:`encoder_stages` from ``chans[-1]`` channels back to RGB in [-1, 1]; the
+    full-resolution stage is one output conv, since most of the compute would sit there."""
+    layers: list[nn.Module] = []
+    c_in = chans[-1]
+    for c in reversed(chans[:-1]):
+        layers += [up_block(c_in, c), conv_block(c, c)]
+        c_in = c
+    return layers + [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, 3, 3, padding=1), nn.Tanh()]
 
 
 def random_flips(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -119,13 +126,10 @@ def seeded(seed: int, build: Callable[[], T]) -> T:
         return build()
 
 
-def with_defaults(schema: tuple[Param, ...], **defaults: Any) -> tuple[Param, ...]:
-    """``schema`` with the defaults of the named parameters (e.g. the common image_size) replaced."""
-    return tuple(replace(p, default=defaults[p.name]) if p.name in defaults else p for p in schema)
-
-
 class ReconstructionModel(AnomalyModel):
     """Base of methods that reconstruct the input: raw-pixel inputs, ``reconstruct`` for review."""
+
+    uses_backbone = False
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -141,7 +145,7 @@ class ReconstructionModel(AnomalyModel):
         if not self.fitted:
             raise RuntimeError(f"{self.title} is not trained yet: call fit() or load a model.")
         out = np.empty((len(images), self.image_size, self.image_size, 3), np.uint8)
-        for start, chunk in batches(images, int(self.params["batch_size"])):
+        for start, chunk in batches(images, self.p.batch_size):
             rec = to_unit(self._reconstruct_tensor(self.preprocess(chunk))).clamp(0, 1)
             out[start:start + len(chunk)] = (rec.permute(0, 2, 3, 1) * 255).round().byte().cpu().numpy()
         return out

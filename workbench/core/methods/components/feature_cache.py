@@ -2,7 +2,7 @@
 
 The flows train on features of a frozen backbone without augmentation, so recomputing the
 backbone every epoch is wasted work (on a 2-core CPU it is most of the step time). A
-:class:`FeatureCache` plugs into :func:`workbench.core.methods.trainer.train_loop` in place of
+:class:`FeatureCache` plugs into :func:`workbench.core.methods.components.training.train_loop` in place of
 an ``ImageCache``: ``batch(index, ...)`` hands the loop the image indices, and the method's
 ``step_loss`` turns them into features with :meth:`FeatureCache.features`.
 
@@ -23,8 +23,9 @@ import torch
 
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 from workbench.core.methods.base import AnomalyModel
-from workbench.core.methods.ops import parse_layers
-from workbench.core.methods.trainer import ImageCache, TrainingHistory
+from workbench.core.methods.components.inference import InferenceModule
+from workbench.core.methods.components.ops import parse_layers
+from workbench.core.methods.components.training import ImageCache, TrainingHistory
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
@@ -74,38 +75,42 @@ class FeatureCache:
 
 class FlowMethod(AnomalyModel):
     """What FastFlow and CFlow-AD share: one trainable ``net`` on cached frozen-backbone
-    features, inference through ``export_module`` (so predict and ONNX are the same graph),
-    and the net's state dict as the saved tensors. Subclasses build the net (``_build``) from
-    the backbone's feature shapes and define ``_fit`` and ``export_module``."""
-
-    net: torch.nn.Module | None
+    features, wrapped with the backbone into the method's inference module. Subclasses build
+    the net (``_build``) from the backbone's feature shapes, wrap it (``_wrap``) and define
+    ``_fit``."""
 
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
-        self.backbone_layers = parse_layers(self.params["layers"])
-        self.net = None
+        self.backbone_layers = parse_layers(self.p.layers)
 
     @abstractmethod
     def _build(self, shapes: Sequence[tuple[int, int, int]]) -> torch.nn.Module: ...
+
+    @abstractmethod
+    def _wrap(self, net: torch.nn.Module) -> InferenceModule:
+        """The inference module (backbone + ``net``) of a built or trained net."""
 
     def _feature_shapes(self) -> list[tuple[int, int, int]]:
         with torch.inference_mode():
             x = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device)
             return [tuple(f.shape[1:]) for f in self.extractor(x)]  # type: ignore[misc]
 
-    def _record_history(self, history: TrainingHistory) -> None:
+    def _features(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
+                  cancel: CancelToken) -> FeatureCache:
+        mean, std = self.normalization
+        return FeatureCache(self.extractor, images, self.image_size, mean, std, self.device, cancel,
+                            progress, batch_size=self.p.batch_size)
+
+    def _finish(self, net: torch.nn.Module, history: TrainingHistory) -> None:
         self.metadata["loss_history"] = {"train": history.train_loss, "val": history.val_loss,
                                          "best_epoch": history.best_epoch}
+        self._set_module(self._wrap(net.eval()))
 
-    def _predict_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.export_module()(x)
+    def _new_module(self, tensors: dict[str, torch.Tensor]) -> InferenceModule:
+        return self._wrap(self._build(self._feature_shapes()))
 
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        assert self.net is not None
-        return {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        net = self._build(self._feature_shapes())
-        net.load_state_dict(tensors)
-        self.net = net.eval()
-        self.fitted = True
+    def upgrade_state(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Packages saved before the inference module existed hold the net's keys unprefixed."""
+        if any(k.startswith("net.") for k in tensors):
+            return tensors
+        return {f"net.{k}": v for k, v in tensors.items()}

@@ -41,3 +41,18 @@ class NearestNeighbors:
             dists.append(d.clamp_min(0).sqrt())
             idxs.append(i)
         return torch.cat(dists), torch.cat(idxs)
+
+
+class BankIndex:
+    """The :class:`NearestNeighbors` of a bank buffer, built on first use and rebuilt whenever the
+    buffer is replaced, refilled (loading a package) or moved to another device."""
+
+    def __init__(self) -> None:
+        self._nn: NearestNeighbors | None = None
+        self._key: tuple | None = None
+
+    def __call__(self, bank: torch.Tensor) -> NearestNeighbors:
+        key = (bank.data_ptr(), bank.device, bank._version, tuple(bank.shape))
+        if self._nn is None or key != self._key:
+            self._nn, self._key = NearestNeighbors(bank), key
+        return self._nn

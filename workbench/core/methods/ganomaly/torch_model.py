@@ -7,6 +7,10 @@ import math
 import torch
 from torch import nn
 
+from workbench.core.methods.components.inference import InferenceModule
+from workbench.core.methods.components.ops import gaussian_blur
+from workbench.core.methods.components.reconstruction import to_unit
+
 
 def _levels(image_size: int) -> int:
     """Number of stride-2 stages from ``image_size`` down to 4 x 4."""
@@ -113,3 +117,29 @@ def from_patches(p: torch.Tensor, b: int, h: int, w: int) -> torch.Tensor:
     c, patch = p.shape[1], p.shape[-1]
     p = p.reshape(b, h // patch, w // patch, c, patch, patch).permute(0, 3, 1, 4, 2, 5)
     return p.reshape(b, c, h, w)
+
+
+class GanomalyModel(InferenceModule):
+    """Inference as one module: map = smoothed |x - x_hat| of the reassembled reconstruction;
+    score = its maximum, or the largest patch latent distance mean((z - z_hat)^2)."""
+
+    def __init__(self, generator: Generator, discriminator: Discriminator, patch: int, sigma: float,
+                 latent_score: bool) -> None:
+        super().__init__()
+        self.generator = generator
+        # only needed to continue training (not by forward), but it is learned state too
+        self.discriminator = discriminator
+        self.patch, self.sigma, self.latent_score = patch, sigma, latent_score
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (latent distance per patch [B, n], reconstruction [B, 3, H, W])."""
+        b, _, h, w = x.shape
+        z, rec, z_hat = self.generator(to_patches(x, self.patch))
+        dist = ((z - z_hat) ** 2).flatten(1).mean(1).reshape(b, -1)
+        return dist, from_patches(rec, b, h, w)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dist, rec = self.reconstruct(x)
+        maps = gaussian_blur((to_unit(x) - to_unit(rec)).abs().mean(1), self.sigma)
+        scores = dist.amax(1) if self.latent_score else maps.flatten(1).amax(1)
+        return scores, maps

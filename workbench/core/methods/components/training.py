@@ -16,6 +16,7 @@ import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,19 @@ TRAINING_PARAMS: tuple[Param, ...] = (
 )
 
 
+def train_method(model: Any, step_loss: Callable[[Any], torch.Tensor], modules: Iterable[nn.Module],
+                 optimizer: torch.optim.Optimizer, cache: Any, cancel: CancelToken,
+                 progress: ProgressCallback | None, **overrides: Any) -> "TrainingHistory":
+    """:func:`train_loop` with a method's own settings: its normalisation, device and the
+    ``epochs`` / ``batch_size`` / ``seed`` / ``early_stopping`` parameters (``overrides`` win)."""
+    mean, std = model.normalization
+    p = model.p
+    settings: dict[str, Any] = dict(mean=mean, std=std, device=model.device, epochs=p.epochs,
+                                    batch_size=p.batch_size, seed=p.seed, early_stopping=p.early_stopping)
+    return train_loop(step_loss, modules, optimizer, cache, cancel=cancel, progress=progress,
+                      **{**settings, **overrides})
+
+
 @dataclass
 class TrainingHistory:
     """Loss per epoch (train and, with early stopping, validation) and where training stopped."""
@@ -42,6 +56,10 @@ class TrainingHistory:
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+
+    def as_metadata(self) -> dict[str, Any]:
+        """What a model records about its training (``metadata["training_history"]``)."""
+        return {"train_loss": self.train_loss, "val_loss": self.val_loss, "best_epoch": self.best_epoch}
 
 
 class ImageCache:
