@@ -119,3 +119,17 @@ def test_missing_source_names_the_package_and_the_file(tmp_path: Path):
     with pytest.raises(ValueError, match="unknown categories"):
         hard.generate(tmp_path / "out", ["bottle"], sources=tmp_path, **TINY)
     assert hard.main(["--out", str(tmp_path / "o"), "--categories", "wood", "--source-dir", str(tmp_path)]) == 2
+
+
+def test_benchmark_table_has_per_kind_means():
+    spec = importlib.util.spec_from_file_location("hard_benchmark", SCRIPT.parents[1] / "hard_benchmark.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = dict(method="padim", image_auroc=0.5, pixel_auroc=0.6, aupro=0.3, fit_s=2.0, ms_per_image=10.0)
+    rows = [dict(row, category="leaf", kind="texture"), dict(row, category="wood", kind="texture", image_auroc=0.9),
+            dict(row, category="ladybird", kind="object", image_auroc=1.0)]
+    assert bench.means(rows, "texture")["padim"]["image_auroc"] == pytest.approx(0.7)
+    assert bench.means(rows, "object")["padim"]["image_auroc"] == pytest.approx(1.0)
+    text = bench.table(rows)
+    assert "| **padim** | **texture mean** | 0.700 | 0.600 | 0.300 | 2.0 | 10.0 |" in text
+    assert "| **padim** | **object mean** | 1.000 |" in text
