@@ -89,20 +89,27 @@ def main(argv: list[str] | None = None) -> int:
         except hard.SourceMissing as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    rows = []
+    rows: list[dict[str, Any]] = []
     for category in categories:
         for method in a.methods.split(","):
             start = time.perf_counter()
-            rows.append(run_one(data, category, method))
+            rows.append(dict(run_one(data, category, method), load_average=os.getloadavg()))
             print(f"{method} {category}: image AUROC {rows[-1]['image_auroc']:.3f} "
                   f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+            save(Path(a.json), rows, torch)  # after every row: a long run stopped early keeps its rows
     print(table(rows))
-    info = {"torch_threads": torch.get_num_threads(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "platform": platform.platform(), "load_average_end": os.getloadavg(), "rows": rows,
-            "texture_mean": means(rows, "texture"), "object_mean": means(rows, "object")}
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(info, indent=1))
     return 0
+
+
+def save(path: Path, rows: list[dict[str, Any]], torch: Any) -> None:
+    """Write the rows so far, the per-kind means and the machine to ``path`` (atomically)."""
+    info = {"torch_threads": torch.get_num_threads(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "platform": platform.platform(), "rows": rows,
+            "texture_mean": means(rows, "texture"), "object_mean": means(rows, "object"), "table": table(rows)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
