@@ -403,3 +403,19 @@ def test_export_and_import_through_the_panel_is_one_undo_step(qtbot, tmp_path, t
         assert other.workspace.labels(other.entry.id) == {} and load_mask(other.panel.mask_dir, key) is None
     finally:
         other.close()
+
+
+def test_sort_order_is_kept_through_filter_toggles(env):
+    """Rows a filter lets back in go to their sorted place, not to the end of the list."""
+    env.with_predictions()
+    panel = env.panel
+    scores = lambda: [panel.proxy.index(r, 0).data(Qt.ItemDataRole.UserRole + 1).score
+                      for r in range(panel.proxy.rowCount())]
+    assert panel.proxy.sortColumn() >= 0 and scores() == sorted(scores(), reverse=True)
+    for _ in range(2):
+        panel.set_filters(score_min=1.8)
+        panel.set_filters(score_min=None)
+        panel.set_filters(disagree=True)
+        panel.set_filters(disagree=False)
+    assert panel.proxy.rowCount() == 6
+    assert scores() == sorted(scores(), reverse=True)
