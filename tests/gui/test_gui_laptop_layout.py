@@ -10,15 +10,18 @@ at the right edge, nothing squashed into a sliver.
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import QPoint, QRect, QSize
+from PySide6.QtCore import QModelIndex, QPoint, QRect, QSize
 from PySide6.QtWidgets import (
-    QAbstractButton, QAbstractItemView, QAbstractSpinBox, QComboBox, QHeaderView, QLineEdit, QScrollArea,
-    QSizePolicy, QSlider, QWidget,
+    QAbstractButton, QAbstractItemView, QAbstractSpinBox, QComboBox, QGraphicsView, QHeaderView, QLineEdit,
+    QPlainTextEdit, QScrollArea, QSizePolicy, QSlider, QWidget,
 )
+
+from workbench.gui.qtmodels.roles import ObjectRole
 
 TITLE_BAR = 38  # what a desktop's window frame takes off the screen height
 STEP_KEYS = ("dataset", "training", "threshold", "review")
-CONTROLS = (QAbstractButton, QAbstractItemView, QAbstractSpinBox, QComboBox, QLineEdit, QSlider)
+CONTROLS = (QAbstractButton, QAbstractItemView, QAbstractSpinBox, QComboBox, QLineEdit, QSlider,
+            QGraphicsView, QPlainTextEdit)  # graphics views: the plots
 
 
 def _ancestor_scroll(widget: QWidget, top: QWidget) -> QScrollArea | None:
@@ -134,3 +137,43 @@ def test_saved_geometry_is_used_only_when_it_fits_the_screen(qtbot, settings, sh
     again = reopen()
     assert again.width() <= laptop.width() and again.height() <= laptop.height() - TITLE_BAR
     assert again.pos() == laptop.topLeft()
+
+
+def test_model_table_shows_four_rows_and_scrolls_to_a_new_model(qtbot, styled, sample_window):
+    win = sample_window
+    win.resize(1366, 768 - TITLE_BAR)
+    assert win.go_to_step(1)
+    session = win.session
+    workspace, entry = session.workspace, session.dataset_entry
+    existing = session.active_model
+    for i in range(7):  # as after a series of trainings: the newest is the last row
+        newest = workspace.add_model(entry.id, "padim", existing.path.parent / f"run-{i}", {"image_size": 64}, {})
+    session.notify_models_changed()
+    session.set_active_model(newest)
+    qtbot.wait(50)
+    view = win.training_panel.models_box.view
+    assert view.model().rowCount() >= 8
+    assert view.viewport().height() >= 4 * view.verticalHeader().defaultSectionSize()
+    (row,) = [r for r in range(view.model().rowCount()) if view.selectionModel().isRowSelected(r, QModelIndex())]
+    assert view.model().index(row, 0).data(ObjectRole).id == newest.id
+    assert view.viewport().rect().contains(view.visualRect(view.model().index(row, 0)))
+
+
+def test_threshold_plots_have_axis_labels_and_legends_outside_the_curves(qtbot, styled, sample_window):
+    import pyqtgraph as pg
+
+    win = sample_window
+    win.resize(1366, 768 - TITLE_BAR)
+    assert win.go_to_step(2)
+    qtbot.waitUntil(lambda: win.threshold_panel.data is not None, timeout=120_000)
+    qtbot.wait(50)
+    plots = [p for p in win.threshold_panel.findChildren(pg.PlotWidget) if p.isVisible()]
+    assert len(plots) >= 4
+    for plot in plots:
+        item = plot.getPlotItem()
+        for side in ("left", "bottom"):
+            assert item.getAxis(side).labelText, f"{item.titleLabel.text!r}: no {side} axis label"
+        legend = item.legend
+        if legend is not None and legend.items:
+            assert not legend.sceneBoundingRect().intersects(item.getViewBox().sceneBoundingRect()), (
+                f"{item.titleLabel.text!r}: the legend covers the curves")

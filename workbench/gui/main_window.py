@@ -132,12 +132,13 @@ class MainWindow(QMainWindow):
         nav.setObjectName("navigator")
         nav.setIconSize(QSize(22, 22))
         # As wide as the longest step title needs (not a fixed 236 px): every pixel counts on a laptop.
+        nav.ensurePolished()  # the style sheet's larger navigator font, not the default one
         widest = max(nav.fontMetrics().horizontalAdvance(f"{i}  {s.title}") for i, s in enumerate(STEPS, 1))
-        nav.setFixedWidth(widest + 22 + 64)
+        nav.setFixedWidth(widest + 22 + 52)
         for i, step in enumerate(STEPS, start=1):
             item = QListWidgetItem(self.style().standardIcon(step.icon), f"{i}  {step.title}")
             item.setData(Qt.ItemDataRole.UserRole, step.key)
-            item.setSizeHint(QSize(widest + 22 + 40, 44))
+            item.setSizeHint(QSize(widest + 22 + 30, 44))
             if step.available:
                 item.setToolTip(f"{step.title} (Ctrl+{i})")
             else:

@@ -16,6 +16,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem
 
 from workbench.core.metrics import Curve, ProCurve
+from workbench.gui.widgets.plot_parts import legend_below
 
 GOOD_COLOR = "#2563eb"
 DEFECT_COLOR = "#dc2626"
@@ -109,7 +110,7 @@ class ScoreHistogram(pg.PlotWidget):
         self._edges = np.array([0.0, 1.0])
         self._counts: dict[str, np.ndarray] = {}
         self._setting = False
-        self.legend = self.getPlotItem().addLegend(offset=(-8, 8), labelTextSize="9pt")
+        self.legend = legend_below(self)
         self.good_curve = self.plot([0, 1], [0], stepMode="center", fillLevel=0, name="good",
                                     pen=pg.mkPen(GOOD_COLOR, width=1.5), brush=_brush(GOOD_COLOR, 70))
         self.defect_curve = self.plot([0, 1], [0], stepMode="center", fillLevel=0, name="defective",
@@ -242,7 +243,7 @@ class CurvePlot(pg.PlotWidget):
         _style(self, title, x_label, y_label)
         self.curve_data: Curve | None = None
         # Only the curve's name (e.g. its AUROC) goes into a legend: the plots are small.
-        self.legend = self.getPlotItem().addLegend(offset=(-8, -8), labelTextSize="9pt") if legend else None
+        self.legend = legend_below(self, columns=1) if legend else None
         if diagonal:
             chance = self.plot([0, 1], [0, 1], pen=pg.mkPen("#9ca3af", width=1, style=Qt.PenStyle.DashLine))
             _cached(chance.curve)
@@ -347,7 +348,7 @@ class ProPlot(pg.PlotWidget):
         _style(self, "PRO (pixel level)", "false-positive rate (pixels)", "per-region overlap")
         self.fpr_limit = fpr_limit
         self.curve_data: ProCurve | None = None
-        self.legend = self.getPlotItem().addLegend(offset=(-8, -8), labelTextSize="9pt")
+        self.legend = legend_below(self, columns=1)
         self.region = pg.LinearRegionItem((0.0, fpr_limit), movable=False, brush=_brush("#10b981", 28),
                                           pen=pg.mkPen(None))
         self.region.setZValue(-10)
