@@ -84,7 +84,7 @@ class MatrixCell(QWidget):
         room = int(rect.width()) - 6
         width = QFontMetrics(small).horizontalAdvance(self.small)
         if width > room:  # a narrow (laptop) column: a slightly smaller font before cutting the text
-            small.setPointSizeF(max(small.pointSizeF() * room / width, self.font().pointSizeF() * 0.75))
+            small.setPointSizeF(max(small.pointSizeF() * 0.95 * room / width, self.font().pointSizeF() * 0.7))
         painter.setFont(small)
         painter.setPen(QColor("#374151"))
         metrics = painter.fontMetrics()
