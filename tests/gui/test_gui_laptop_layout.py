@@ -72,7 +72,8 @@ def layout_problems(win) -> tuple[list[str], int]:
         too_flat = (widget.height() < hint.height()
                     and policy.verticalPolicy() != QSizePolicy.Policy.Ignored)
         if too_narrow or too_flat:
-            problems.append(f"{name} squashed: {widget.width()}x{widget.height()} < hint {hint.width()}x{hint.height()}")
+            problems.append(f"{name} squashed: {widget.width()}x{widget.height()}"
+                            f" < minimum {hint.width()}x{hint.height()}")
     for scroll in win.findChildren(QScrollArea):  # the scroll areas themselves must be on screen
         if scroll.isVisible() and _ancestor_scroll(scroll, win) is None:
             rect = QRect(scroll.mapTo(win, QPoint(0, 0)), scroll.size())

@@ -101,7 +101,8 @@ class TrainingPanel(QWidget):
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         # Scrolls vertically only (on a laptop the form is taller than the room), never sideways.
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setMinimumWidth(self.forms_stack.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 2)
+        bar_width = scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(self.forms_stack.minimumSizeHint().width() + bar_width + 2)
         reset = QPushButton("Reset to defaults")
         reset.setToolTip("Put every parameter of this method back to its default")
         reset.clicked.connect(lambda: self.form().reset())

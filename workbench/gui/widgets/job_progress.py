@@ -67,7 +67,8 @@ class JobProgress(QWidget):
         self.plot.hideButtons()
         self.plot.setTitle("Progress", color="#374151", size="10pt")
         self._legend = legend_below(self.plot, labelTextColor="#374151")
-        self.empty_note = EmptyNote(self.plot, "No data yet: a training's loss or a job's\nprogress per stage is plotted here")
+        self.empty_note = EmptyNote(
+            self.plot, "No data yet: a training's loss or a job's\nprogress per stage is plotted here")
         self.empty_note.show()
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
