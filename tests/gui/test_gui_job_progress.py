@@ -85,3 +85,20 @@ def test_legend_sits_outside_the_curves(qtbot):
     legend, view = widget._legend, widget.plot.getPlotItem().getViewBox()
     assert len(legend.items) == 2
     assert not legend.sceneBoundingRect().intersects(view.sceneBoundingRect())
+
+
+def test_an_empty_score_histogram_has_no_axes_but_a_note(qtbot):
+    import numpy as np
+
+    from workbench.gui.widgets.threshold_plots import ScoreHistogram
+
+    plot = ScoreHistogram()
+    qtbot.addWidget(plot)
+    plot.show()
+    item = plot.getPlotItem()
+    assert not item.getAxis("left").isVisible() and plot.note.isVisible()
+    assert "No scores" in plot.note.toPlainText()
+    plot.set_scores(np.array([0.1, 0.2]), np.array([0.8]), threshold=0.5)
+    assert item.getAxis("left").isVisible() and item.getAxis("bottom").isVisible() and not plot.note.isVisible()
+    plot.set_scores(np.empty(0), np.empty(0))
+    assert not item.getAxis("bottom").isVisible() and plot.note.isVisible()

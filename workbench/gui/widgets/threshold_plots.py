@@ -141,6 +141,13 @@ class ScoreHistogram(pg.PlotWidget):
         self.ok_line.sigPositionChanged.connect(self._on_ok_line_moved)
         self.note = _Note()
         self.addItem(self.note, ignoreBounds=True)
+        self.set_scores(np.empty(0), np.empty(0))  # no axes until there are scores
+
+    def _show_axes(self, on: bool) -> None:
+        """Axes only with data: an empty histogram's axes (-400..400 'images') mean nothing."""
+        item = self.getPlotItem()
+        for side in ("left", "bottom"):
+            item.showAxis(side, on)
 
     # ------------------------------------------------------------------ data
     def set_scores(self, good: np.ndarray, defect: np.ndarray, threshold: float | None = None) -> None:
@@ -150,8 +157,11 @@ class ScoreHistogram(pg.PlotWidget):
             self._counts = {}
             self.good_curve.setData([0, 1], [0])
             self.defect_curve.setData([0, 1], [0])
-            self.note.show_text(self, "No scores")
+            self._show_axes(False)
+            self.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            self.note.show_text(self, "No scores yet")
             return
+        self._show_axes(True)
         self.note.show_text(self, "")
         bins = int(np.clip(round(2.0 * math.sqrt(both.size)), 20, 80))
         lo, hi = float(both.min()), float(both.max())
