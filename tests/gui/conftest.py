@@ -7,6 +7,7 @@ Every test runs offscreen with real widgets. Error dialogs are recorded instead 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -128,3 +129,49 @@ def imported(qtbot, ws_window, tiny_root, wait_worker):
     wait_worker(worker)
     qtbot.waitUntil(lambda: ws_window.session.dataset is not None, timeout=10_000)
     return ws_window
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory, tiny_root) -> Path:
+    """A tiny PaDiM (64 px) trained and evaluated once on the tiny 'widget' category."""
+    from workbench.core.data import load_dataset
+    from workbench.core.jobs import CancelToken
+    from workbench.core.predictions import evaluation_for
+    from workbench.gui.pipelines import train_evaluate_save
+
+    model_dir = tmp_path_factory.mktemp("trained") / "padim"
+    dataset = load_dataset(tiny_root, category="widget")
+    train_evaluate_save(dataset, "padim", {"image_size": 64}, model_dir, cancel=CancelToken())
+    evaluation_for(model_dir, dataset)
+    return model_dir
+
+
+@pytest.fixture
+def sample_window(qtbot, window, trained_model, wait_worker):
+    """The main window on the sample workspace with the trained model registered and active."""
+    worker = window.open_sample_workspace()
+    if worker is not None:
+        wait_worker(worker)
+    session = window.session
+    qtbot.waitUntil(lambda: session.dataset_entry is not None and session.dataset is not None, timeout=20_000)
+    workspace, entry = session.workspace, session.dataset_entry
+    target = workspace.path / "models" / "trained-padim"
+    shutil.copytree(trained_model, target)
+    model = workspace.add_model(entry.id, "padim", target, {"image_size": 64}, {})
+    session.notify_models_changed()
+    session.set_active_model(model)
+    return window
+
+
+@pytest.fixture
+def styled():
+    """The application's own style sheet (tests otherwise run unstyled)."""
+    from PySide6.QtWidgets import QApplication
+
+    from workbench.gui.app import load_style_sheet
+
+    app = QApplication.instance()
+    before = app.styleSheet()
+    app.setStyleSheet(load_style_sheet())
+    yield
+    app.setStyleSheet(before)

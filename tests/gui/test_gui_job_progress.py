@@ -45,3 +45,60 @@ def test_stage_progress_is_plotted_without_loss(qtbot):
     log = widget.log.toPlainText()
     assert "extract features (4 steps)" in log and "coreset selection (4 steps)" in log
     assert format_duration(75) == "1:15" and format_duration(3725) == "1:02:05"
+
+
+def axis_label(widget, side: str) -> str:
+    return widget.plot.getPlotItem().getAxis(side).labelText
+
+
+def test_empty_plot_says_no_data_and_axes_are_labelled_once_there_is_data(qtbot):
+    widget = JobProgress()
+    qtbot.addWidget(widget)
+    widget.show()
+    item = widget.plot.getPlotItem()
+    assert widget.empty_note.shown and widget.empty_note.item.isVisible()
+    assert "No data yet" in widget.empty_note.item.toPlainText()
+    assert not item.getAxis("left").isVisible() and not item.getAxis("bottom").isVisible()
+    worker = Worker(staged_job)
+    widget.attach(worker, "Inference")
+    assert not widget.empty_note.item.isVisible() and item.getAxis("left").isVisible()
+    assert (axis_label(widget, "left"), axis_label(widget, "bottom")) == ("done (%)", "seconds")
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        JobRunner().start(worker)
+    lossy = Worker(lossy_job)
+    widget.attach(lossy, "Training")
+    with qtbot.waitSignal(lossy.finished, timeout=10_000):
+        JobRunner().start(lossy)
+    assert (axis_label(widget, "left"), axis_label(widget, "bottom")) == ("loss", "step")
+
+
+def test_legend_sits_outside_the_curves(qtbot):
+    widget = JobProgress()
+    qtbot.addWidget(widget)
+    widget.resize(500, 400)
+    widget.show()
+    worker = Worker(staged_job)
+    widget.attach(worker, "Training")
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        JobRunner().start(worker)
+    qtbot.wait(20)
+    legend, view = widget._legend, widget.plot.getPlotItem().getViewBox()
+    assert len(legend.items) == 2
+    assert not legend.sceneBoundingRect().intersects(view.sceneBoundingRect())
+
+
+def test_an_empty_score_histogram_has_no_axes_but_a_note(qtbot):
+    import numpy as np
+
+    from workbench.gui.widgets.threshold_plots import ScoreHistogram
+
+    plot = ScoreHistogram()
+    qtbot.addWidget(plot)
+    plot.show()
+    item = plot.getPlotItem()
+    assert not item.getAxis("left").isVisible() and plot.note.isVisible()
+    assert "No scores" in plot.note.toPlainText()
+    plot.set_scores(np.array([0.1, 0.2]), np.array([0.8]), threshold=0.5)
+    assert item.getAxis("left").isVisible() and item.getAxis("bottom").isVisible() and not plot.note.isVisible()
+    plot.set_scores(np.empty(0), np.empty(0))
+    assert not item.getAxis("bottom").isVisible() and plot.note.isVisible()

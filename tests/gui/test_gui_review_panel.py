@@ -403,3 +403,42 @@ def test_export_and_import_through_the_panel_is_one_undo_step(qtbot, tmp_path, t
         assert other.workspace.labels(other.entry.id) == {} and load_mask(other.panel.mask_dir, key) is None
     finally:
         other.close()
+
+
+def test_sort_order_is_kept_through_filter_toggles(env):
+    """Rows a filter lets back in go to their sorted place, not to the end of the list."""
+    env.with_predictions()
+    panel = env.panel
+    scores = lambda: [panel.proxy.index(r, 0).data(Qt.ItemDataRole.UserRole + 1).score
+                      for r in range(panel.proxy.rowCount())]
+    assert panel.proxy.sortColumn() >= 0 and scores() == sorted(scores(), reverse=True)
+    for _ in range(2):
+        panel.set_filters(score_min=1.8)
+        panel.set_filters(score_min=None)
+        panel.set_filters(disagree=True)
+        panel.set_filters(disagree=False)
+    assert panel.proxy.rowCount() == 6
+    assert scores() == sorted(scores(), reverse=True)
+
+
+def test_a_fitted_image_stays_fitted_when_the_viewer_resizes(env):
+    """On a laptop the viewer gets its final size after the first image was fitted."""
+    env.with_predictions()
+    panel = env.panel
+    canvas = panel.viewer.main
+    panel.viewer.fit()
+
+    def image_in_view() -> bool:
+        shown = canvas.mapFromScene(canvas.sceneRect()).boundingRect()
+        return canvas.viewport().rect().adjusted(-1, -1, 1, 1).contains(shown)
+
+    for size in ((900, 560), (1400, 900)):
+        panel.resize(*size)
+        env.qtbot.wait(30)
+        assert image_in_view()
+        assert canvas.fitted
+    zoom = canvas.zoom * 2
+    canvas.set_zoom(zoom)  # the user's zoom survives a resize
+    panel.resize(1000, 700)
+    env.qtbot.wait(30)
+    assert canvas.zoom == pytest.approx(zoom) and not canvas.fitted

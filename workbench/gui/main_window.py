@@ -38,6 +38,8 @@ from workbench.gui.workers import JobRunner, Worker
 log = logging.getLogger(__name__)
 
 LATER = "coming in a later release"
+# Room for the window frame and title bar, which geometry() does not include.
+FRAME_ALLOWANCE = QSize(16, 38)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,14 @@ STEPS = (
     Step("review", "Review", QStyle.StandardPixmap.SP_FileDialogContentsView, True),
     Step("export", "Export", QStyle.StandardPixmap.SP_DialogSaveButton, False),
 )
+
+
+class StepNavigator(QListWidget):
+    """The step list. Typing does not search it: "2" pressed to mark an image NG must never
+    jump to step 2 (steps are changed by click, arrow keys or Ctrl+1..5)."""
+
+    def keyboardSearch(self, search: str) -> None:  # noqa: N802 (Qt API)
+        pass
 
 
 class MainWindow(QMainWindow):
@@ -118,14 +128,17 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ building
     def _build_navigator(self) -> QListWidget:
-        nav = QListWidget()
+        nav = StepNavigator()
         nav.setObjectName("navigator")
         nav.setIconSize(QSize(22, 22))
-        nav.setFixedWidth(236)
+        # As wide as the longest step title needs (not a fixed 236 px): every pixel counts on a laptop.
+        nav.ensurePolished()  # the style sheet's larger navigator font, not the default one
+        widest = max(nav.fontMetrics().horizontalAdvance(f"{i}  {s.title}") for i, s in enumerate(STEPS, 1))
+        nav.setFixedWidth(widest + 22 + 52)
         for i, step in enumerate(STEPS, start=1):
             item = QListWidgetItem(self.style().standardIcon(step.icon), f"{i}  {step.title}")
             item.setData(Qt.ItemDataRole.UserRole, step.key)
-            item.setSizeHint(QSize(220, 44))
+            item.setSizeHint(QSize(widest + 22 + 30, 44))
             if step.available:
                 item.setToolTip(f"{step.title} (Ctrl+{i})")
             else:
@@ -398,14 +411,38 @@ class MainWindow(QMainWindow):
         QApplication.processEvents()
 
     def _restore_geometry(self) -> None:
+        """The saved geometry when it still fits the screen the window opens on (a geometry saved
+        on a big monitor would put a laptop's window partly off-screen); else a default size
+        clipped to that screen's available area."""
         geometry = self.settings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1360, 860)
+        if geometry is None or not self.restoreGeometry(geometry) or not self._fits_screen():
+            self.setWindowState(Qt.WindowState.WindowNoState)
+            self.resize(self._default_size())
+            area = self._available()
+            if area is not None:
+                self.move(area.topLeft())
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)
+
+    def _available(self):
+        screen = self.screen() or QApplication.primaryScreen()
+        return screen.availableGeometry() if screen is not None else None
+
+    def _default_size(self) -> QSize:
+        """1360 x 860 where there is room; on a smaller screen its available area less the frame."""
+        area = self._available()
+        if area is None:
+            return QSize(1360, 860)
+        return QSize(min(1360, area.width() - FRAME_ALLOWANCE.width()),
+                     min(860, area.height() - FRAME_ALLOWANCE.height()))
+
+    def _fits_screen(self) -> bool:
+        area = self._available()
+        if area is None or self.isMaximized() or self.isFullScreen():
+            return True
+        rect = self.geometry().adjusted(0, -FRAME_ALLOWANCE.height(), 0, 0)  # include the title bar
+        return area.contains(rect)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         if self.jobs.active_count and not self.confirm(

@@ -19,6 +19,9 @@ from workbench.gui.qtmodels.roles import ObjectRole, SortRole
 from workbench.gui.session import Session
 
 
+VISIBLE_ROWS = 4  # the table always shows at least this many models
+
+
 class ModelsBox(QGroupBox):
     """Emits ``inferTestRequested()`` and ``inferFolderRequested(folder)``."""
 
@@ -47,6 +50,7 @@ class ModelsBox(QGroupBox):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.view.selectionModel().currentRowChanged.connect(self._row_clicked)
+        self.view.setMinimumHeight(self.table_height(VISIBLE_ROWS))
 
         icon = self.style().standardIcon
         self.infer_test_button = QPushButton(icon(QStyle.StandardPixmap.SP_MediaSeekForward), "Run inference on test split")
@@ -72,6 +76,12 @@ class ModelsBox(QGroupBox):
         session.modelsChanged.connect(self.refresh)
         session.activeModelChanged.connect(self._show_active)
 
+    def table_height(self, rows: int) -> int:
+        """Height of the table showing its header and ``rows`` rows (without scrolling)."""
+        self.view.ensurePolished()
+        header = self.view.horizontalHeader().sizeHint().height()
+        return header + rows * self.view.verticalHeader().defaultSectionSize() + 2 * self.view.frameWidth() + 2
+
     def refresh(self) -> None:
         self.model.set_entries(self.session.models())
         self._show_active(self.session.active_model)
@@ -93,6 +103,7 @@ class ModelsBox(QGroupBox):
             index = self.proxy.mapFromSource(self.model.index(row, 0))
             sel.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect
                                 | QItemSelectionModel.SelectionFlag.Rows)
+            self.view.scrollTo(index)  # a newly trained model is never hidden below the fold
         else:
             sel.clearSelection()
         sel.blockSignals(False)

@@ -31,7 +31,7 @@ from PySide6.QtGui import QKeySequence, QShortcut, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView, QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFrame, QGridLayout, QGroupBox,
     QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit, QPushButton, QSizePolicy, QSlider, QSpinBox,
-    QSplitter, QTableView, QToolButton, QVBoxLayout, QWidget,
+    QScrollArea, QSplitter, QTableView, QToolButton, QVBoxLayout, QWidget,
 )
 
 from workbench.core.data import Dataset
@@ -172,6 +172,9 @@ class ReviewPanel(QWidget):
         self.hard_button.setToolTip("Queue of images whose score is closest to the threshold, closest first")
         for combo in (self.split_combo, self.verdict_combo, self.class_combo):
             combo.currentIndexChanged.connect(self._apply_filter)
+            # Sized by a few characters, not by the longest class name: the list must stay narrow.
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
         self.score_min.valueChanged.connect(self._apply_filter)
         self.disagree_check.toggled.connect(self._apply_filter)
         self.hard_button.toggled.connect(self._on_hard_cases)
@@ -217,7 +220,6 @@ class ReviewPanel(QWidget):
         lay.addLayout(grid)
         lay.addWidget(self.table, 1)
         lay.addWidget(self.count_label)
-        box.setMinimumWidth(420)
         return box
 
     def _build_viewer(self) -> QWidget:
@@ -257,12 +259,18 @@ class ReviewPanel(QWidget):
         self.side_check.setToolTip("Image | heat map | mask with synchronised zoom and pan (S)")
         self.side_check.toggled.connect(self.viewer.set_side_by_side)
 
-        bar = QHBoxLayout()
-        bar.setSpacing(6)
-        for w in (self.fit_button, self.one_button, self.overlay_check, self.opacity_slider, self.colormap_combo,
-                  self.region_check, self.truth_check, self.side_check):
-            bar.addWidget(w)
-        bar.addStretch(1)
+        # Two short rows rather than one long one: the viewer must fit beside the list and the
+        # tools on a 1366 px laptop screen.
+        bar = QVBoxLayout()
+        bar.setSpacing(2)
+        for row_widgets in ((self.overlay_check, self.opacity_slider, self.colormap_combo, self.fit_button,
+                             self.one_button), (self.region_check, self.truth_check, self.side_check)):
+            row = QHBoxLayout()
+            row.setSpacing(6)
+            for w in row_widgets:
+                row.addWidget(w)
+            row.addStretch(1)
+            bar.addLayout(row)
         self.overlay_mode_button = QToolButton()
         self.overlay_mode_button.setText("Overlay")
         self.overlay_mode_button.setToolTip("The image with the anomaly map and outlines")
@@ -291,7 +299,7 @@ class ReviewPanel(QWidget):
         self.info_label.setTextFormat(Qt.TextFormat.RichText)
         self.info_label.setWordWrap(True)
         self.legend = QLabel(
-            f"<span style='color:{REGION_COLOR.name()}'>■</span> model region (map ≥ pixel threshold) &nbsp; "
+            f"<span style='color:{REGION_COLOR.name()}'>■</span> model region (map ≥ pixel threshold)<br>"
             f"<span style='color:{TRUTH_COLOR.name()}'>■</span> ground-truth / reviewed mask")
         self.legend.setObjectName("hint")
         box = QGroupBox("Viewer")
@@ -517,15 +525,23 @@ class ReviewPanel(QWidget):
         rl.addLayout(ex)
 
         column = QWidget()
+        column.setObjectName("reviewTools")
         cl = QVBoxLayout(column)
         cl.setContentsMargins(0, 0, 0, 0)
         cl.addWidget(label_box)
         cl.addWidget(mask_box)
         cl.addWidget(review_box)
         cl.addStretch(1)
-        column.setMinimumWidth(280)
-        column.setMaximumWidth(360)
-        return column
+        # The column is taller than a laptop screen: it scrolls vertically (never squashed).
+        self.tools_scroll = scroll = QScrollArea()
+        scroll.setObjectName("reviewToolsScroll")
+        scroll.setWidget(column)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(column.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 2)
+        scroll.setMaximumWidth(380)
+        return scroll
 
     def _build_shortcuts(self) -> None:
         def key(seq, slot) -> QShortcut:
@@ -569,8 +585,12 @@ class ReviewPanel(QWidget):
         if not self._sized:  # the first real width: list a third, tools a fifth, viewer the rest
             self._sized = True
             total = max(self.splitter.width(), 900)
-            left, right = max(420, int(total * 0.34)), 300
+            right = self.tools_scroll.minimumWidth()
+            left = max(self.splitter.widget(0).minimumSizeHint().width(), int(total * 0.3))
             self.splitter.setSizes([left, total - left - right, right])
+        # Keys (N/P, 1/2, 3-9) work at once: the step's shortcuts live on this panel, so the
+        # focus must be inside it, not on the step list that was just clicked.
+        self.table.setFocus(Qt.FocusReason.OtherFocusReason)
 
     # ------------------------------------------------------------------ session
     @Slot(object)

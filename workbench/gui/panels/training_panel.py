@@ -99,6 +99,10 @@ class TrainingPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.forms_stack)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        # Scrolls vertically only (on a laptop the form is taller than the room), never sideways.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        bar_width = scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(self.forms_stack.minimumSizeHint().width() + bar_width + 2)
         reset = QPushButton("Reset to defaults")
         reset.setToolTip("Put every parameter of this method back to its default")
         reset.clicked.connect(lambda: self.form().reset())

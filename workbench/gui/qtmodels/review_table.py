@@ -285,6 +285,10 @@ class ReviewFilterProxy(QSortFilterProxyModel):
         for name, value in values.items():
             setattr(self, name, value)
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        # Not dynamic: rows the filter lets back in are appended at the end; sort again so the
+        # list stays in the order its header shows.
+        if self.sortColumn() >= 0:
+            self.sort(self.sortColumn(), self.sortOrder())
 
     def refresh(self) -> None:
         """Apply the filter and sort again (after labels changed)."""

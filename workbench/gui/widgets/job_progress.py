@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 
 from workbench.core.jobs import ProgressEvent
 from workbench.gui.workers import Worker
+from workbench.gui.widgets.plot_parts import EmptyNote, legend_below
 
 PLOT_COLORS = ("#2563eb", "#d97706", "#059669", "#7c3aed", "#db2777", "#0891b2")
 
@@ -65,8 +66,10 @@ class JobProgress(QWidget):
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
         self.plot.setTitle("Progress", color="#374151", size="10pt")
-        self._legend = self.plot.addLegend(offset=(-10, 10), labelTextColor="#374151",
-                                           brush=pg.mkBrush(255, 255, 255, 210))
+        self._legend = legend_below(self.plot, labelTextColor="#374151")
+        self.empty_note = EmptyNote(
+            self.plot, "No data yet: a training's loss or a job's\nprogress per stage is plotted here")
+        self.empty_note.show()
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(2000)
@@ -95,8 +98,10 @@ class JobProgress(QWidget):
         self.events.clear()
         self._loss.clear()
         self._clear_plot()
+        self.empty_note.hide()
         self.plot.setTitle("Progress per stage (%)", color="#374151", size="10pt")
         self.plot.setLabel("bottom", "seconds")
+        self.plot.setLabel("left", "done (%)")
         self.plot.enableAutoRange(axis="y", enable=False)
         self.plot.setYRange(0, 100, padding=0.04)
         self.title.setText(title)
@@ -155,6 +160,7 @@ class JobProgress(QWidget):
             self.plot.setTitle("Training loss", color="#374151", size="10pt")
             self.plot.enableAutoRange(axis="y", enable=True)
             self.plot.setLabel("bottom", "step")
+            self.plot.setLabel("left", "loss")
             self._curves["loss"] = self.plot.plot(pen=pg.mkPen(PLOT_COLORS[0], width=2), name="loss")
         self._loss.append(loss)
         self._curves["loss"].setData(self._loss)

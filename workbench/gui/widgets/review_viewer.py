@@ -111,6 +111,7 @@ class ReviewCanvas(QGraphicsView):
         super().__init__(parent)
         self.editor = editor
         self.role = role
+        self.fitted = False  # showing the whole image (refit on resize) until the user zooms
         self.setScene(QGraphicsScene(self))
         self.setBackgroundBrush(BACKGROUND)
         self.setFrameShape(QFrame.Shape.NoFrame)
@@ -257,6 +258,7 @@ class ReviewCanvas(QGraphicsView):
         return self.transform().m11()
 
     def set_zoom(self, zoom: float, anchor_view: QPointF | None = None) -> None:
+        self.fitted = False  # the user's zoom: kept through resizes
         zoom = min(MAX_ZOOM, max(MIN_ZOOM, zoom))
         factor = zoom / self.zoom
         if anchor_view is None:
@@ -274,8 +276,15 @@ class ReviewCanvas(QGraphicsView):
         if rect.isEmpty():
             return
         self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
+        self.fitted = True
         self._update_smoothing()
         self.viewChanged.emit()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        """A fitted image stays fitted when the view changes size (splitter, window, layout)."""
+        super().resizeEvent(event)
+        if self.fitted:
+            self.fit()
 
     def actual_size(self) -> None:
         """1:1 - one image pixel per screen pixel, keeping the centre."""

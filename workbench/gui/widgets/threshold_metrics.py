@@ -7,7 +7,7 @@ core's :func:`~workbench.core.calibration.rate_intervals` intervals); computes n
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from workbench.core.calibration import Interval
@@ -81,6 +81,10 @@ class MatrixCell(QWidget):
         painter.drawText(top, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, self.big)
         small = QFont(self.font())
         small.setPointSizeF(self.font().pointSizeF() * 0.9)
+        room = int(rect.width()) - 6
+        width = QFontMetrics(small).horizontalAdvance(self.small)
+        if width > room:  # a narrow (laptop) column: a slightly smaller font before cutting the text
+            small.setPointSizeF(max(small.pointSizeF() * 0.95 * room / width, self.font().pointSizeF() * 0.7))
         painter.setFont(small)
         painter.setPen(QColor("#374151"))
         metrics = painter.fontMetrics()

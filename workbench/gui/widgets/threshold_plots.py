@@ -16,6 +16,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem
 
 from workbench.core.metrics import Curve, ProCurve
+from workbench.gui.widgets.plot_parts import legend_below
 
 GOOD_COLOR = "#2563eb"
 DEFECT_COLOR = "#dc2626"
@@ -109,7 +110,7 @@ class ScoreHistogram(pg.PlotWidget):
         self._edges = np.array([0.0, 1.0])
         self._counts: dict[str, np.ndarray] = {}
         self._setting = False
-        self.legend = self.getPlotItem().addLegend(offset=(-8, 8), labelTextSize="9pt")
+        self.legend = legend_below(self)
         self.good_curve = self.plot([0, 1], [0], stepMode="center", fillLevel=0, name="good",
                                     pen=pg.mkPen(GOOD_COLOR, width=1.5), brush=_brush(GOOD_COLOR, 70))
         self.defect_curve = self.plot([0, 1], [0], stepMode="center", fillLevel=0, name="defective",
@@ -140,6 +141,13 @@ class ScoreHistogram(pg.PlotWidget):
         self.ok_line.sigPositionChanged.connect(self._on_ok_line_moved)
         self.note = _Note()
         self.addItem(self.note, ignoreBounds=True)
+        self.set_scores(np.empty(0), np.empty(0))  # no axes until there are scores
+
+    def _show_axes(self, on: bool) -> None:
+        """Axes only with data: an empty histogram's axes (-400..400 'images') mean nothing."""
+        item = self.getPlotItem()
+        for side in ("left", "bottom"):
+            item.showAxis(side, on)
 
     # ------------------------------------------------------------------ data
     def set_scores(self, good: np.ndarray, defect: np.ndarray, threshold: float | None = None) -> None:
@@ -149,8 +157,11 @@ class ScoreHistogram(pg.PlotWidget):
             self._counts = {}
             self.good_curve.setData([0, 1], [0])
             self.defect_curve.setData([0, 1], [0])
-            self.note.show_text(self, "No scores")
+            self._show_axes(False)
+            self.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            self.note.show_text(self, "No scores yet")
             return
+        self._show_axes(True)
         self.note.show_text(self, "")
         bins = int(np.clip(round(2.0 * math.sqrt(both.size)), 20, 80))
         lo, hi = float(both.min()), float(both.max())
@@ -242,7 +253,7 @@ class CurvePlot(pg.PlotWidget):
         _style(self, title, x_label, y_label)
         self.curve_data: Curve | None = None
         # Only the curve's name (e.g. its AUROC) goes into a legend: the plots are small.
-        self.legend = self.getPlotItem().addLegend(offset=(-8, -8), labelTextSize="9pt") if legend else None
+        self.legend = legend_below(self, columns=1) if legend else None
         if diagonal:
             chance = self.plot([0, 1], [0, 1], pen=pg.mkPen("#9ca3af", width=1, style=Qt.PenStyle.DashLine))
             _cached(chance.curve)
@@ -347,7 +358,7 @@ class ProPlot(pg.PlotWidget):
         _style(self, "PRO (pixel level)", "false-positive rate (pixels)", "per-region overlap")
         self.fpr_limit = fpr_limit
         self.curve_data: ProCurve | None = None
-        self.legend = self.getPlotItem().addLegend(offset=(-8, -8), labelTextSize="9pt")
+        self.legend = legend_below(self, columns=1)
         self.region = pg.LinearRegionItem((0.0, fpr_limit), movable=False, brush=_brush("#10b981", 28),
                                           pen=pg.mkPen(None))
         self.region.setZValue(-10)

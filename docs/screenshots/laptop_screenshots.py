@@ -1,0 +1,70 @@
+"""Screenshots of every workflow step in a 1366 x 768 laptop window.
+
+Run under a virtual X server the size of a laptop screen, e.g.::
+
+    xvfb-run -a -s "-screen 0 1366x768x24" python docs/screenshots/laptop_screenshots.py
+
+It opens the sample workspace (with its shipped pre-trained models) in a throw-away user data
+folder and settings file, sizes the window to the screen less a title bar, shows each step and
+writes ``laptop-1366-<step>.png`` next to this script.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TITLE_BAR = 38
+STEPS = ("dataset", "training", "threshold", "review")
+
+
+def main() -> int:
+    scratch = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
+    os.environ["XDG_DATA_HOME"] = str(scratch / "data")  # the sample workspace goes here
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from workbench.gui.app import create_application
+    from workbench.gui.main_window import MainWindow
+
+    app = create_application(sys.argv)
+    win = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat), restore_last=False)
+    area = app.primaryScreen().availableGeometry()
+    win.setGeometry(area.x(), area.y() + TITLE_BAR, area.width(), area.height() - TITLE_BAR)
+    win.show()
+
+    def pump(seconds: float, until=lambda: False) -> bool:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents()
+            if until():
+                return True
+            time.sleep(0.02)
+        return until()
+
+    win.open_sample_workspace()
+    if not pump(300, lambda: win.session.active_model is not None and not win.jobs.active_count):
+        print("the sample workspace did not open with a model", file=sys.stderr)
+        return 1
+    for index, key in enumerate(STEPS):
+        win.go_to_step(index)
+        if key == "threshold":
+            pump(300, lambda: win.threshold_panel.data is not None and not win.jobs.active_count)
+        if key == "review":
+            panel = win.review_panel
+            pump(300, lambda: panel.predictions is not None and panel.frame is not None)
+        pump(1.5)
+        out = HERE / f"laptop-1366-{key}.png"
+        win.grab().save(str(out))
+        print(f"{out.name}: window {win.width()}x{win.height()}")
+    win.close()
+    QApplication.processEvents()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
