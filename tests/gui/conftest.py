@@ -47,6 +47,19 @@ def make_tiny_mvtec(root: Path, categories=CATEGORIES, n_train: int = 8, n_good:
     return root
 
 
+@pytest.fixture(autouse=True)
+def _garbage_collected_in_gui_thread(qapp):
+    """As in the app: no cyclic collection in worker threads while a test's widgets live (a
+    worker collecting a leaked widget deadlocked against the GUI thread; see gc_in_gui_thread)."""
+    from workbench.gui.gc_in_gui_thread import GuiThreadCollector
+
+    collector = GuiThreadCollector(qapp)
+    collector.start()
+    yield
+    collector.stop()
+    collector.deleteLater()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     import torch

@@ -74,6 +74,14 @@ def reserve_gui_core() -> int:
     return torch.get_num_threads()
 
 
+def install_gui_thread_collector(app) -> None:
+    """Python's garbage collector runs in the GUI thread only (see :mod:`.gc_in_gui_thread`); once per app."""
+    from workbench.gui.gc_in_gui_thread import GuiThreadCollector, collect_garbage_in_gui_thread
+
+    if app.findChild(GuiThreadCollector) is None:
+        collect_garbage_in_gui_thread(app)
+
+
 def create_application(argv: list[str]):
     """The QApplication with names (for QSettings), style sheet and light pyqtgraph defaults."""
     from PySide6.QtWidgets import QApplication
@@ -87,6 +95,7 @@ def create_application(argv: list[str]):
     app.setStyle("Fusion")  # identical look on Windows, macOS and Linux; the QSS builds on it
     app.setStyleSheet(load_style_sheet())
     app.setWindowIcon(app_icon())
+    install_gui_thread_collector(app)
     import pyqtgraph as pg
 
     pg.setConfigOptions(background="w", foreground="#374151", antialias=True)

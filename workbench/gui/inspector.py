@@ -298,7 +298,7 @@ def run_selftest() -> int:
 
 
 def _application(argv: list[str]) -> QApplication:
-    from workbench.gui.app import app_icon, load_style_sheet
+    from workbench.gui.app import app_icon, install_gui_thread_collector, load_style_sheet
 
     app = QApplication.instance() or QApplication(["workbench-inspector", *argv])
     app.setApplicationName(APP_NAME)
@@ -307,6 +307,7 @@ def _application(argv: list[str]) -> QApplication:
     app.setStyle("Fusion")
     app.setStyleSheet(load_style_sheet())
     app.setWindowIcon(app_icon())
+    install_gui_thread_collector(app)
     return app
 
 
