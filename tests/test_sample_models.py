@@ -102,3 +102,16 @@ def test_shipped_thresholds_keep_a_margin_from_every_sample_score() -> None:
         scores = np.array([s for s, _ in model.expected.values()])
         gap = np.min(np.abs(scores - model.threshold)) / max(abs(model.threshold), 1.0)
         assert gap > 1e-3, f"{category}: threshold {model.threshold} within {gap:.1e} of a sample score"
+
+
+def test_rebuilding_the_sample_models_never_replaces_a_foreign_folder(tmp_path):
+    from workbench.core.files import OutputFolderError, check_output_dir
+    from workbench.core.sample_models import SAMPLE_MODEL_SET, build_sample_models
+
+    mine = tmp_path / "Documents"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match="would be lost"):
+        build_sample_models(mine)  # refused before any training
+    assert (mine / "thesis.txt").read_text() == "mine"
+    assert check_output_dir(sample_models_dir(), SAMPLE_MODEL_SET, overwrite=True)  # the shipped set: replaceable

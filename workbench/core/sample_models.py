@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.core.files import atomic_write_json
+from workbench.core.files import OutputKind, atomic_replace_dir, atomic_write_json, check_output_dir, staged_dir
 from workbench.package_data import sample_data_dir, sample_models_dir
 
 METHOD = "patchcore"
@@ -87,9 +86,24 @@ def train_sample_model(category: str, data_root: Path | None = None, device: str
     return dataset, result, evaluate_model(result.model, dataset)
 
 
+def _is_sample_model_set(folder: Path) -> bool:
+    """A folder written by :func:`build_sample_models`: its manifest and one folder per category it names."""
+    try:
+        categories = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["categories"]
+        return all(p.name == MANIFEST or (p.is_dir() and p.name in categories) for p in folder.iterdir())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+# the whole set is rebuilt on purpose, but only over an earlier set: never over another folder
+SAMPLE_MODEL_SET = OutputKind("sample model set", frozenset({MANIFEST}), _is_sample_model_set,
+                              extra_files=lambda name: True)
+
+
 def build_sample_models(out: Path, data_root: Path | None = None,
                         log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train, calibrate and export one model per sample category into ``out`` (replaced atomically)."""
+    """Train, calibrate and export one model per sample category into ``out``: a new or empty folder,
+    or an earlier sample model set, which is replaced atomically (any other folder is refused)."""
     from workbench.core.calibration import calibrate, save_calibration
     from workbench.core.data import list_categories
     from workbench.core.export import export_onnx
@@ -99,11 +113,10 @@ def build_sample_models(out: Path, data_root: Path | None = None,
 
     data_root = Path(data_root or sample_data_dir())
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    check_output_dir(out, SAMPLE_MODEL_SET, overwrite=True, inputs=[("the sample data", data_root)])
     manifest: dict[str, Any] = {"method": METHOD, "params": PARAMS, "calibration": CALIBRATION_NAME,
                                 "categories": {}}
-    try:
+    with staged_dir(out) as staging:
         for category in list_categories(data_root):
             dataset, result, evaluation = train_sample_model(category, data_root)
             package = staging / category / PACKAGE
@@ -133,11 +146,7 @@ def build_sample_models(out: Path, data_root: Path | None = None,
             log(f"{category}: image AUROC {metrics['image_auroc']:.3f}, threshold {threshold:.4g}, "
                 f"files {sizes}")
         atomic_write_json(staging / MANIFEST, manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        atomic_replace_dir(staging, out, SAMPLE_MODEL_SET, overwrite=True)
     return manifest
 
 
