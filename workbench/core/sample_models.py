@@ -70,8 +70,11 @@ def shipped_models(root: Path | None = None) -> dict[str, SampleModel]:
 
 
 def decide(scores: np.ndarray, threshold: float) -> list[str]:
-    """The image decision of the shipped calibration (score at or above the threshold is NG)."""
-    return ["NG" if float(s) >= threshold else "OK" for s in scores]
+    """The image decision of the shipped calibration (score at or above the threshold is NG), by the
+    inspection policy that every other path decides with (so a non-finite score is 'error', never OK)."""
+    from workbench.core.calibration.policy import InspectionPolicy
+
+    return list(InspectionPolicy(ng_threshold=threshold).verdicts(scores))
 
 
 # --------------------------------------------------------------------------- build (torch)
@@ -199,13 +202,7 @@ def check_sample_models(root: Path | None = None, data_root: Path | None = None)
         keys = sorted(model.expected)
         images = [read_image(data_root / category / k) for k in keys]
         scores, _ = OnnxInferencer(model.export_dir, providers=["CPUExecutionProvider"]).predict(images)
-        want = np.array([model.expected[k][0] for k in keys])
-        close = np.isclose(scores, want, rtol=SCORE_RTOL, atol=SCORE_ATOL)
-        decisions = decide(scores, model.threshold)
-        results.append(CheckResult(
-            category, len(keys), float(np.max(np.abs(scores - want))) if keys else 0.0,
-            tuple(k for k, d in zip(keys, decisions) if d != model.expected[k][1]),
-            tuple(k for k, c in zip(keys, close) if not c)))
+        results.append(_compare(category, model, keys, scores, SCORE_RTOL, SCORE_ATOL))
     return results
 
 
@@ -221,14 +218,18 @@ def check_sample_packages(root: Path | None = None, data_root: Path | None = Non
         keys = sorted(model.expected)
         scores, _ = load_model(model.package_dir, device="cpu").predict(
             [read_image(data_root / category / k) for k in keys])
-        want = np.array([model.expected[k][0] for k in keys])
-        close = np.isclose(scores, want, rtol=1e-3, atol=1e-3)
-        decisions = decide(scores, model.threshold)
-        results.append(CheckResult(
-            category, len(keys), float(np.max(np.abs(scores - want))) if keys else 0.0,
-            tuple(k for k, d in zip(keys, decisions) if d != model.expected[k][1]),
-            tuple(k for k, c in zip(keys, close) if not c)))
+        results.append(_compare(category, model, keys, scores, 1e-3, 1e-3))
     return results
+
+
+def _compare(category: str, model, keys: list[str], scores: np.ndarray, rtol: float, atol: float) -> CheckResult:
+    """Scores and decisions of one category against the values stored at build time."""
+    want = np.array([model.expected[k][0] for k in keys])
+    close = np.isclose(scores, want, rtol=rtol, atol=atol)
+    decisions = decide(scores, model.threshold)
+    return CheckResult(category, len(keys), float(np.max(np.abs(scores - want))) if keys else 0.0,
+                       tuple(k for k, d in zip(keys, decisions) if d != model.expected[k][1]),
+                       tuple(k for k, c in zip(keys, close) if not c))
 
 
 # --------------------------------------------------------------------------- sample workspace
