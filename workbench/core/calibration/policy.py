@@ -51,7 +51,7 @@ import numpy as np
 
 from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.formats import (CalibrationJson, ExportedPackageError, ModelPackageError, ThresholdsJson,
-                                    validate)
+                                    read_json_file, validate)
 
 META_FILE = "model.json"
 POLICY_VERSION = 2
@@ -422,10 +422,7 @@ def read_package_metadata(package_dir: str | Path) -> dict[str, Any]:
     path = Path(package_dir) / META_FILE
     if not path.is_file():
         raise PolicyError(f"{path} is missing: {package_dir} is not a model package.")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PolicyError(f"{path} is damaged ({exc}); restore it from a backup or retrain.") from exc
+    meta = read_json_file(path, PolicyError, "Restore it from a backup or retrain.")
     if not isinstance(meta, dict) or not isinstance(meta.get("thresholds", {}), dict):
         raise PolicyError(f"{path} is not a model description (expected a JSON object with a 'thresholds' "
                           "object); restore it from a backup or retrain.")
