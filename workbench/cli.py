@@ -450,21 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def data_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", required=True, help="dataset folder (MVTec, VisA or plain folders)")
-        p.add_argument("--category", help="category inside a multi-category dataset (e.g. 'fabric')")
-        p.add_argument("--layout", default="auto", choices=["auto", "mvtec", "visa", "folder"],
-                       help="dataset layout (default: detect)")
-
-    def mask_args(p: argparse.ArgumentParser, scope: str) -> None:
-        p.add_argument("--roi", metavar="MASK.png",
-                       help=f"inspect only inside the white area of this image (original image size; {scope})")
-        p.add_argument("--ignore", metavar="MASK.png",
-                       help=f"never inspect the white area of this image (original image size; {scope})")
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", help="'cpu' or 'cuda' (default: CUDA when available)")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    from workbench.cli_commands.args import add_common_args as common
+    from workbench.cli_commands.args import add_data_args as data_args
+    from workbench.cli_commands.args import add_mask_args as mask_args
 
     p = sub.add_parser("gui", help="open the desktop application (the default command)")
     p.add_argument("workspace", nargs="?", help="workspace folder to open")
@@ -550,6 +538,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where to keep the trained models (default: a temporary folder)")
     common(p)
     p.set_defaults(func=cmd_demo)
+
+    from workbench.cli_commands import register_all
+
+    register_all(sub)  # commands that live in workbench/cli_commands/
     return parser
 
 
