@@ -181,6 +181,29 @@ def test_clopper_pearson_matches_scipy(k):
     assert iv.estimate == k / 50
     if k == 0:
         assert iv.high == pytest.approx(0.0711, abs=1e-4)  # not the bootstrap's false [0, 0]
+    # and scipy's own exact binomial interval (a root search; ours is its closed form)
+    ci = stats.binomtest(k, 50).proportion_ci(confidence_level=0.95, method="exact")
+    assert iv.low == pytest.approx(ci.low, abs=1e-9) and iv.high == pytest.approx(ci.high, abs=1e-9)
+
+
+def test_exact_interval_closed_form_equals_scipy_binomtest_everywhere():
+    for n in (1, 2, 7, 39, 120):
+        for k in range(n + 1):
+            for confidence in (0.9, 0.95, 0.99):
+                iv = exact_interval(k, n, confidence)
+                ci = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+                assert (iv.low, iv.high) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    with pytest.raises(ValueError):
+        exact_interval(5, 4)
+
+
+def test_vectorised_verdicts_equal_the_one_image_rule():
+    rng = np.random.default_rng(3)
+    scores = np.concatenate([rng.normal(1.0, 1.0, 500), [np.nan, np.inf, -np.inf, 0.5, 1.5, 2.0]])
+    for policy in (InspectionPolicy(), InspectionPolicy(ng_threshold=1.5),
+                   InspectionPolicy(ng_threshold=2.0, ok_threshold=0.5),
+                   InspectionPolicy(ng_threshold=1.0, ok_threshold=1.0)):
+        assert list(policy.verdicts(scores)) == [policy.verdict(s) for s in scores]
 
 
 def test_rates_and_policy_report_count_review_and_errors():
@@ -257,6 +280,20 @@ def test_no_ignored_pixel_counts_in_image_scores_pixel_auroc_or_pro(tiny_dataset
     assert masked.image_auroc == pytest.approx(base.image_auroc)
     unmasked = evaluate_predictions(records, hot_scores, hot)
     assert unmasked.pixel_auroc != pytest.approx(base.pixel_auroc)
+    # the pixel presets of calibration (best pixel F1, above every good pixel) ignore it too
+    from workbench.core.calibration import calibrate
+
+    for preset in ("f1", "good_max"):
+        want = calibrate(base, "manual", 0.0, pixel_preset=preset, policy=policy).pixel_threshold
+        got = calibrate(masked, "manual", 0.0, pixel_preset=preset, policy=policy).pixel_threshold
+        assert got == pytest.approx(want) and got < 5.0
+    assert calibrate(unmasked, "manual", 0.0, pixel_preset="good_max").pixel_threshold >= 5.0
+    # ... and so do the outline and the defect area of each decision
+    for i, r in enumerate(records):
+        a = policy.replace(ng_threshold=-1.0, pixel_threshold=0.9).decide(scores[i], maps[i], shape)
+        b = policy.replace(ng_threshold=-1.0, pixel_threshold=0.9).decide(hot_scores[i], hot[i], shape)
+        np.testing.assert_array_equal(a.region, b.region)
+        assert a.defect_area_px == b.defect_area_px and not b.region[:, :96].any()
 
 
 def test_a_model_json_that_is_not_an_object_is_refused_clearly(tmp_path):

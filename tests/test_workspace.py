@@ -387,3 +387,83 @@ def test_load_dataset_from_sample_data(ws: Workspace) -> None:
     dataset = ws.load_dataset(entry)
     assert dataset.train and dataset.records
     assert ws.load_dataset(entry.id).records == dataset.records
+
+
+# ----------------------------------------------------------------------------- inspected areas
+def test_inspected_area_round_trip_with_polygons(tmp_path: Path) -> None:
+    """ROI / ignore regions per dataset: painted pixels and polygons (vertex lists in original
+    image coordinates, rasterised with fillPoly into the same mask) survive closing and reopening."""
+    import numpy as np
+
+    from workbench.core.calibration.area import InspectedArea, rasterize_polygons
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with Workspace.create(tmp_path / "ws") as ws:
+        a = ws.add_dataset("a", data, category="one")
+        b = ws.add_dataset("b", data, category="two")
+        painted = np.zeros((48, 64), bool)
+        painted[40:44, 50:60] = True
+        polygon = [(5.0, 5.0), (30.0, 6.0), (18.0, 30.0)]
+        ignore = InspectedArea.from_mask(painted | rasterize_polygons([polygon], (48, 64)), [polygon])
+        roi = InspectedArea((48, 64), None, [[(0, 0), (63, 0), (63, 47), (0, 47)]])
+        ws.set_inspected_area(a.id, "ignore", ignore)
+        ws.set_inspected_area(a.id, "roi", roi)
+        with pytest.raises(WorkspaceError, match="kind"):
+            ws.set_inspected_area(a.id, "mask", ignore)
+    with Workspace.open(tmp_path / "ws") as ws:
+        areas = ws.inspected_areas(a.id)
+        assert set(areas) == {"roi", "ignore"} and ws.inspected_areas(b.id) == {}
+        assert areas["ignore"].polygons == (tuple(polygon),)
+        np.testing.assert_array_equal(areas["ignore"].mask(), ignore.mask())
+        assert areas["ignore"].mask()[42, 55] and areas["ignore"].mask()[10, 15] and not areas["ignore"].mask()[45, 5]
+        assert areas["roi"].mask().all() and areas["roi"].painted is None  # a polygon only: no PNG stored
+        ws.set_inspected_area(a.id, "roi", None)  # removing one kind keeps the other
+        assert set(ws.inspected_areas(a.id)) == {"ignore"}
+        conn = ws._live()
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_inspected_area_polygon_cut_by_the_eraser_is_kept_as_pixels() -> None:
+    import numpy as np
+
+    from workbench.core.calibration.area import AreaError, InspectedArea, rasterize_polygons
+
+    polygon = [(2.0, 2.0), (20.0, 2.0), (20.0, 20.0), (2.0, 20.0)]
+    area = InspectedArea.from_mask(rasterize_polygons([polygon], (32, 32)), [polygon])
+    assert area.polygons == (tuple(polygon),)
+    erased = area.mask()
+    erased[10, 10] = False
+    cut = area.with_mask(erased)
+    assert cut.polygons == () and not cut.mask()[10, 10] and cut.mask()[5, 5]
+    with pytest.raises(AreaError, match="3 or more"):
+        InspectedArea((8, 8), None, [[(0, 0), (1, 1)]])
+    with pytest.raises(AreaError, match="finite"):
+        InspectedArea((8, 8), None, [[(0, 0), (1, float("nan")), (2, 2)]])
+
+
+def test_schema_1_workspace_is_migrated_and_keeps_its_labels(tmp_path: Path) -> None:
+    """A workspace written before inspected areas existed (schema 1) opens, is backed up,
+    keeps every label, and can then store areas."""
+    import numpy as np
+
+    from workbench.core.calibration.area import InspectedArea
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with Workspace.create(tmp_path / "ws") as ws:
+        entry = ws.add_dataset("a", data)
+        ws.set_label(entry.id, data / "x.png", "NG", "hole", "keep me")
+    conn = sqlite3.connect(tmp_path / "ws" / DB_FILE)  # as schema 1 had it: no area table
+    conn.execute("DROP TABLE inspected_areas")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Workspace.open(tmp_path / "ws") as ws:
+        assert ws._live().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert ws.labels(entry.id)["x.png"]["note"] == "keep me"
+        mask = np.zeros((8, 8), bool)
+        mask[1:3, 1:3] = True
+        ws.set_inspected_area(entry.id, "ignore", InspectedArea.from_mask(mask))
+        np.testing.assert_array_equal(ws.inspected_areas(entry.id)["ignore"].mask(), mask)
+    assert (tmp_path / "ws" / f"{DB_FILE}.bak-v1").is_file()

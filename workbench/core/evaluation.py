@@ -11,6 +11,7 @@ AUROC and PRO; ``raw_scores`` keeps the model's own scores.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -93,6 +94,25 @@ def evaluate_predictions(records: list[ImageRecord], scores: np.ndarray, maps: n
         predict_seconds=seconds, ms_per_image=1000.0 * seconds / max(len(records), 1),
         records=records, scores=scores, maps=maps, raw_scores=raw_scores, masked=masked,
     )
+
+
+def relabel_image_metrics(evaluation: EvalResult, records: list[ImageRecord], roc: Any = None) -> EvalResult:
+    """``evaluation`` with new image-level ground truth (one verdict changed in review): image
+    AUROC, F1-max and the class counts are recomputed from the same scores (cheap); pixel
+    metrics are kept, so recompute those separately when a mask or a good/defect verdict changed.
+    ``roc``: the core ROC curve of these labels and scores when the caller has it already (the
+    AUROC is then its trapezoid area, which is how scikit-learn's AUROC is defined)."""
+    if len(records) != len(evaluation.records):
+        raise ValueError(f"got {len(records)} records for an evaluation of {len(evaluation.records)} images")
+    labels = np.array([r.is_anomalous for r in records], bool)
+    scores = np.asarray(evaluation.scores, np.float64)
+    has_both = bool(labels.any() and not labels.all())
+    f1, thr = f1_max(labels, scores) if has_both else (None, None)
+    if has_both:
+        auroc = float(np.trapezoid(roc.y, roc.x)) if roc is not None else image_auroc(labels, scores)
+    return dataclasses.replace(evaluation, records=list(records),
+                               image_auroc=auroc if has_both else None,
+                               f1_max=f1, f1_threshold=thr, n_good=int((~labels).sum()), n_defect=int(labels.sum()))
 
 
 def _valid_pixels(masks: list[np.ndarray], maps: list[np.ndarray], valid: list[np.ndarray | None]

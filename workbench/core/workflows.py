@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from workbench.core.batch_predict import (CSV_FILE, PredictSummary, ResumeMismatchError, model_fingerprint,
-                                          predict_folder, read_rows)
+                                          overlay_name, predict_folder, read_rows)
 from workbench.core.calibration.policy import InspectionPolicy, load_policy
 from workbench.core.calibration.thresholds import policy_report, weak_model_warning
 from workbench.core.data import Dataset
@@ -113,6 +113,8 @@ class FolderPrediction:
     decisions: list[str]
     seconds: float
     skipped: list[str] = field(default_factory=list)  # why each unreadable image of this run was skipped
+    rows: list[dict[str, str]] = field(default_factory=list)  # the scores.csv row of each image in paths
+    overlays: list[Path | None] = field(default_factory=list)  # its heat-map overlay PNG (None: not written)
 
     @property
     def n_ng(self) -> int:
@@ -145,11 +147,13 @@ def predict_images(model_dir: str | Path, items: Sequence[tuple[Path, str]], out
         summary = predict_folder(scorer, items, out_dir, resume=False, **kwargs)
     rows = read_rows(Path(out_dir) / CSV_FILE)
     scored = [r for r in rows if r["decision"] != "unreadable"]
-    wanted = {display_path(p): p for p, _ in items}
+    wanted = {display_path(p): (p, stem) for p, stem in items}
     scored = [r for r in scored if r["path"] in wanted]
-    return FolderPrediction(summary, policy, [wanted[r["path"]] for r in scored],
+    overlay_files = [Path(out_dir) / overlay_name(wanted[r["path"]][1]) for r in scored]
+    return FolderPrediction(summary, policy, [wanted[r["path"]][0] for r in scored],
                             np.array([float(r["score"]) if r["score"] else np.nan for r in scored], np.float64),
-                            [r["decision"] for r in scored], time.perf_counter() - start, list(summary.problems))
+                            [r["decision"] for r in scored], time.perf_counter() - start, list(summary.problems),
+                            rows=scored, overlays=[f if overlays and f.is_file() else None for f in overlay_files])
 
 
 def expand_images(items: Sequence[str | Path]) -> list[tuple[Path, str]]:

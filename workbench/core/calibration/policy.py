@@ -211,8 +211,16 @@ class InspectionPolicy:
         return OK
 
     def verdicts(self, scores: Any) -> np.ndarray:
-        """:meth:`verdict` for many scores at once (array of strings)."""
-        return np.array([self.verdict(s) for s in np.asarray(scores, np.float64).ravel()], dtype=object)
+        """:meth:`verdict` for many scores at once (array of strings), vectorised: the Threshold
+        step calls it on every move of a threshold."""
+        scores = np.asarray(scores, np.float64).ravel()
+        out = np.full(scores.shape, OK if self.ng_threshold is not None else UNDECIDED, dtype=object)
+        if self.ng_threshold is not None:
+            if self.ok_threshold is not None:
+                out[scores >= self.ok_threshold] = REVIEW
+            out[scores >= self.ng_threshold] = NG
+        out[~np.isfinite(scores)] = ERROR
+        return out
 
     def margin(self, score: float) -> float | None:
         """Distance (raw units, >= 0) from ``score`` to the nearest edge of its verdict's band."""

@@ -21,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from workbench.core.metrics import f1_max
 
@@ -105,8 +105,16 @@ def exact_interval(k: int, n: int, confidence: float = 0.95) -> Interval:
     """
     if n <= 0:
         raise ValueError("An interval needs at least one trial.")
-    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
-    return Interval(k / n, float(ci.low), float(ci.high), int(k), int(n))
+    k, n = int(k), int(n)
+    if not 0 <= k <= n:
+        raise ValueError(f"An interval needs 0 <= events <= trials; got {k} of {n}.")
+    # The closed form of the exact interval (quantiles of Beta distributions): the same values
+    # as scipy's binomtest(k, n).proportion_ci(method="exact") to ~1e-14, in microseconds
+    # instead of a root search of ~10 ms (the Threshold step recomputes it on every move).
+    alpha = 1.0 - confidence
+    low = 0.0 if k == 0 else float(special.betaincinv(k, n - k + 1, alpha / 2))
+    high = 1.0 if k == n else float(special.betaincinv(k + 1, n - k, 1 - alpha / 2))
+    return Interval(k / n, low, high, k, n)
 
 
 def rate_intervals(labels: np.ndarray, scores: np.ndarray, threshold: float, ok_threshold: float | None = None,

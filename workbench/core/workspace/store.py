@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from workbench.core.calibration.area import InspectedArea
     from workbench.core.data import Dataset
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 DB_FILE = "workspace.sqlite"
 MODELS_DIR = "models"
 LABELS_DIR = "labels"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x57424E43  # "WBNC": marks the SQLite file as a workbench workspace
 BUSY_TIMEOUT_S = 10.0
 
@@ -118,10 +119,34 @@ CREATE TABLE settings (
 ) WITHOUT ROWID;
 """
 
+# Schema 2: the inspected area (ROI / ignore region) drawn in the Threshold step, per dataset:
+# the painted pixels (PNG, NULL when only polygons) and the polygons (JSON list of vertex lists
+# in the original image's pixel coordinates), at the size of the image it was drawn on.
+AREAS_SQL = """
+CREATE TABLE inspected_areas (
+    dataset_id INTEGER NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL CHECK (kind IN ('roi', 'ignore')),
+    height     INTEGER NOT NULL CHECK (height > 0),
+    width      INTEGER NOT NULL CHECK (width > 0),
+    painted    BLOB,
+    polygons   TEXT NOT NULL DEFAULT '[]',
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, kind)
+) WITHOUT ROWID
+"""
+SCHEMA_SQL = SCHEMA_SQL + AREAS_SQL
+
 # Migration hook: MIGRATIONS[n] upgrades a database from schema n to n + 1. Each runs inside the
 # single transaction that also bumps user_version, so a failed upgrade leaves the old schema.
 Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: dict[int, Migration] = {}
+
+
+def _add_inspected_areas(conn: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: the per-dataset inspected-area table (nothing else changes)."""
+    conn.execute(AREAS_SQL)
+
+
+MIGRATIONS: dict[int, Migration] = {1: _add_inspected_areas}
 
 
 class WorkspaceError(ValueError):
@@ -640,6 +665,43 @@ class Workspace:
                 return path.relative_to(root).as_posix()
             return str(path)
         return Path(os.path.normpath(path)).as_posix()
+
+    # ------------------------------------------------------------------ inspected areas
+
+    def set_inspected_area(self, dataset_id: int, kind: str, area: "InspectedArea | None") -> None:
+        """Store the dataset's ROI (``kind="roi"``) or ignore region (``"ignore"``) as drawn,
+        replacing the previous one; None or an empty area removes it."""
+        from workbench.core.calibration.area import KINDS
+
+        if kind not in KINDS:
+            raise WorkspaceError(f"Unknown inspected-area kind '{kind}'; use one of {', '.join(KINDS)}.")
+        with self._tx() as conn:
+            self._require_dataset(conn, dataset_id)
+            if area is None or area.empty:
+                conn.execute("DELETE FROM inspected_areas WHERE dataset_id = ? AND kind = ?", (int(dataset_id), kind))
+                return
+            conn.execute(
+                "INSERT INTO inspected_areas (dataset_id, kind, height, width, painted, polygons, updated_at) "
+                "VALUES (?,?,?,?,?,?,?) ON CONFLICT (dataset_id, kind) DO UPDATE SET height = excluded.height, "
+                "width = excluded.width, painted = excluded.painted, polygons = excluded.polygons, "
+                "updated_at = excluded.updated_at",
+                (int(dataset_id), kind, area.shape[0], area.shape[1], area.painted_png(), area.polygons_json(),
+                 _now()))
+
+    def inspected_areas(self, dataset_id: int) -> dict[str, "InspectedArea"]:
+        """``{"roi": InspectedArea, "ignore": InspectedArea}`` (only the kinds stored) of one dataset."""
+        from workbench.core.calibration.area import AreaError, InspectedArea
+
+        rows = self._query("SELECT * FROM inspected_areas WHERE dataset_id = ?", (int(dataset_id),))
+        out: dict[str, InspectedArea] = {}
+        for r in rows:
+            where = f"{self.path / DB_FILE} (dataset {dataset_id}, {r['kind']})"
+            try:
+                out[r["kind"]] = InspectedArea.from_stored((r["height"], r["width"]), r["painted"], r["polygons"],
+                                                           where)
+            except AreaError as exc:
+                raise WorkspaceError(str(exc)) from None
+        return out
 
     # ------------------------------------------------------------------ settings
 
