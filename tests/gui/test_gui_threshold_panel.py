@@ -416,3 +416,30 @@ def test_weak_model_warning_names_stronger_methods(qtbot, session):
     assert not panel.weak_warning.isVisibleTo(panel)
     panel.set_threshold(float(np.min(panel.data.scores)))  # rejects every good part
     assert panel.weak_warning.isVisibleTo(panel) and "rejects 100% of good parts" in panel.weak_warning.text()
+
+
+def test_relabelled_data_equal_a_full_recompute_on_the_new_labels():
+    """One verdict changed: the incremental update's labels, curves and image metrics are the
+    same as computing everything again on the new ground truth."""
+    import dataclasses
+
+    from workbench.core.metrics import f1_max, image_auroc
+    from workbench.gui.qtmodels.threshold_data import relabel_threshold_data
+
+    ev = synthetic_evaluation(seed=4, n_good=60, defects=(("hole", 15, 2.5),))
+    data = threshold_data_from_evaluation(ev, pixel=False)
+    records = list(ev.records)
+    records[3] = dataclasses.replace(records[3], label="hole")  # a good image reviewed as NG
+    records[70] = dataclasses.replace(records[70], label="good")  # a defect reviewed as OK
+    fast = relabel_threshold_data(data, records)
+    full = threshold_data_from_evaluation(dataclasses.replace(ev, records=records), pixel=False)
+    np.testing.assert_array_equal(fast.labels, full.labels)
+    assert fast.evaluation.image_auroc == pytest.approx(image_auroc(full.labels, ev.scores), abs=1e-12)
+    assert fast.evaluation.image_auroc != pytest.approx(ev.image_auroc or 0.0)
+    assert (fast.evaluation.f1_max, fast.evaluation.f1_threshold) == f1_max(full.labels, ev.scores)
+    assert (fast.evaluation.n_good, fast.evaluation.n_defect) == (60, 15)  # one each way
+    for a, b in ((fast.roc, full.roc), (fast.pr, full.pr)):
+        np.testing.assert_allclose(a.x, b.x)
+        np.testing.assert_allclose(a.y, b.y)
+    for t in (1.0, 1.7, 2.4):
+        assert fast.index.confusion(t) == full.index.confusion(t)

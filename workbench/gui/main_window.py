@@ -91,12 +91,17 @@ class MainWindow(QMainWindow):
         self.pages: dict[str, QWidget] = {"dataset": self.dataset_panel, "training": self.training_panel,
                                           "threshold": self.threshold_panel, "review": self.review_panel}
         # Reviewed labels are the calibration's ground truth; a saved calibration moves the outlines.
-        self.review_panel.labelsChanged.connect(lambda _dataset_id: self.threshold_panel.refresh(force=True))
+        # One verdict updates the Threshold step incrementally; bulk changes (imports) re-evaluate.
+        self.review_panel.labelEdited.connect(self.threshold_panel.on_label_edited)
+        self.review_panel.labelsChanged.connect(self.threshold_panel.on_labels_changed)
         self.threshold_panel.calibrationSaved.connect(lambda _name: self.session.modelsChanged.emit())
         # Review decides with the Threshold step's policy as it is on screen, marked while unsaved.
         self.threshold_panel.policyChanged.connect(self._on_screen_policy)
         self.review_panel.predictionsShown.connect(
             lambda: self.threshold_panel.unsaved and self._on_screen_policy(self.threshold_panel.policy(), True))
+        # Folder inference decides with the Threshold step's policy as on screen; its results open in Review.
+        self.training_panel.screen_policy = self._screen_policy_for
+        self.training_panel.inferenceFinished.connect(self._show_inference)
         self.review_panel.savePolicyRequested.connect(lambda: self.threshold_panel.save_calibration())
         self.review_panel.revertPolicyRequested.connect(self.threshold_panel.revert_policy)
 
@@ -168,6 +173,18 @@ class MainWindow(QMainWindow):
         if data is None or preds is None or data.model_dir is None or Path(data.model_dir) != Path(preds.model_dir):
             return
         self.review_panel.set_screen_policy(policy, unsaved)
+
+    def _screen_policy_for(self, model):
+        """(policy, unsaved) of the Threshold step when it shows ``model``; None otherwise (the
+        model's saved policy decides)."""
+        data, policy = self.threshold_panel.data, self.threshold_panel.policy()
+        if data is None or policy is None or data.model_dir is None or Path(data.model_dir) != Path(model.path):
+            return None
+        return policy, self.threshold_panel.unsaved
+
+    def _show_inference(self, summary) -> None:
+        self.review_panel.show_folder_run(summary)
+        self.go_to_step([step.key for step in STEPS].index("review"))
 
     def _build_actions(self) -> None:
         sp = QStyle.StandardPixmap

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.core.calibration.policy import InspectionPolicy
 from workbench.core.data import Dataset, DatasetError, load_dataset
 from workbench.core.data.io import list_images
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
@@ -68,6 +69,7 @@ class InferenceSummary:
     model_dir: Path
     source: str
     result: FolderPrediction
+    unsaved: bool = False  # decided with the Threshold step's policy before it was saved
 
     paths = property(lambda self: self.result.paths)
     scores = property(lambda self: self.result.scores)
@@ -79,6 +81,23 @@ class InferenceSummary:
     threshold = property(lambda self: self.result.policy.ng_threshold)
     ok_threshold = property(lambda self: self.result.policy.ok_threshold)
     csv_path = property(lambda self: self.result.summary.csv_path)
+
+    policy = property(lambda self: self.result.policy)
+    overlays = property(lambda self: self.result.overlays)
+    rows = property(lambda self: self.result.rows)
+
+    def policy_text(self) -> str:
+        """Which policy decided, in words: saved or not, provisional or calibrated."""
+        policy = self.result.policy
+        if policy.ng_threshold is None:
+            return "no threshold yet (calibrate one in the Threshold step)"
+        band = "" if policy.ok_threshold is None else f", OK below {policy.ok_threshold:.4g}"
+        rule = f"NG from {policy.ng_threshold:.4g}{band}"
+        if self.unsaved:
+            return f"the Threshold step's policy as on screen, not saved yet ({rule})"
+        if is_provisional(policy):
+            return f"the provisional threshold of training, no calibration saved yet ({rule})"
+        return f"the model's saved calibration ({rule})"
 
     @property
     def ms_per_image(self) -> float:
@@ -93,9 +112,7 @@ class InferenceSummary:
         else:
             n_ok = self.decisions.count("OK")
             band = "" if self.ok_threshold is None else f", {self.n_review} REVIEW"
-            lines.append(f"{self.n_ng} NG{band} / {n_ok} OK at the model's saved policy "
-                         f"(NG from {self.threshold:.4g}"
-                         + ("" if self.ok_threshold is None else f", OK below {self.ok_threshold:.4g}") + ").")
+            lines.append(f"{self.n_ng} NG{band} / {n_ok} OK at {self.policy_text()}.")
         if len(self.scores):
             lines.append(f"Scores: min {np.nanmin(self.scores):.4g}, median {np.nanmedian(self.scores):.4g}, "
                          f"max {np.nanmax(self.scores):.4g}.")
@@ -113,21 +130,30 @@ def inference_paths(folder: str | Path) -> list[Path]:
     return list_images(Path(folder), recursive=True)
 
 
+def is_provisional(policy: InspectionPolicy) -> bool:
+    """Whether ``policy`` is the stopgap threshold written at training (no calibration yet)."""
+    return "provisional" in (policy.source or "")
+
+
 def run_inference(model_dir: Path, images: list[Path] | str | Path, source: str, device: Any = None, *,
+                  policy: InspectionPolicy | None = None, unsaved: bool = False,
                   progress: ProgressCallback | None = None, cancel: CancelToken) -> InferenceSummary:
     """Score ``images`` (a list of files, or a folder searched recursively) with the core's
-    streaming folder prediction at the model's saved policy. Results go to
-    ``MODEL/inference/<source>/scores.csv`` (resumed if the same run was interrupted)."""
+    streaming folder prediction, deciding with ``policy`` (the Threshold step's, as on screen;
+    default: the model's saved one; ``unsaved`` says it is not stored in the model yet).
+    Results, heat-map overlays included, go to ``MODEL/inference/<source>/`` (``scores.csv``
+    resumed if the same run at the same policy was interrupted)."""
     paths = list(images) if isinstance(images, list) else inference_paths(images)
     if not paths:
         raise ValueError(f"No images to score in {source}.")
     items = expand_images(paths)
     out_dir = Path(model_dir) / "inference" / hashlib.sha1(source.encode()).hexdigest()[:12]
-    result = predict_images(model_dir, items, out_dir, overlays=False, resume=True, restart_on_mismatch=True,
-                            device=device, progress=staged(progress, "Inference"), cancel=cancel)
+    result = predict_images(model_dir, items, out_dir, policy=policy, overlays=True, resume=True,
+                            restart_on_mismatch=True, device=device, progress=staged(progress, "Inference"),
+                            cancel=cancel)
     if not result.paths:
         raise ValueError(f"None of the {len(paths)} file(s) in {source} could be read.")
-    return InferenceSummary(Path(model_dir), source, result)
+    return InferenceSummary(Path(model_dir), source, result, unsaved=bool(unsaved and policy is not None))
 
 
 __all__ = ["ImportOutcome", "InferenceSummary", "TrainingOutcome", "import_datasets", "inference_paths",

@@ -31,7 +31,7 @@ from PySide6.QtGui import QKeySequence, QShortcut, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView, QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFrame, QGridLayout, QGroupBox,
     QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit, QPushButton, QSizePolicy, QSlider, QSpinBox,
-    QScrollArea, QSplitter, QTableView, QToolButton, QVBoxLayout, QWidget,
+    QScrollArea, QSplitter, QStackedWidget, QTableView, QToolButton, QVBoxLayout, QWidget,
 )
 
 from workbench.core.data import Dataset
@@ -49,6 +49,7 @@ from workbench.gui.qtmodels.review_table import (
 from workbench.gui.qtmodels.roles import ObjectRole
 from workbench.gui.session import Session
 from workbench.gui.widgets import errors
+from workbench.gui.widgets.folder_results import FolderResultsView
 from workbench.gui.widgets.mask_editor import BRUSH, ERASER, FILL, POLYGON, VIEW, MaskEditor
 from workbench.gui.widgets.review_commands import LabelCommand, MaskCommand, clean_label
 from workbench.gui.widgets.review_frames import (
@@ -80,6 +81,9 @@ class ReviewPanel(QWidget):
     """Image list + viewer + labelling tools for the current dataset and active model."""
 
     labelsChanged = Signal(int)  # dataset id whose reviewed verdicts, classes or masks changed
+    # (dataset id, label key, "verdict" or "mask"): one image's review changed; emitted just
+    # before labelsChanged, so listeners can update incrementally
+    labelEdited = Signal(int, str, str)
     frameShown = Signal(str)  # label key of the image now on screen (with its overlay)
     savePolicyRequested = Signal()  # the user pressed Save on the unsaved-policy bar
     revertPolicyRequested = Signal()  # ... or Revert
@@ -137,8 +141,14 @@ class ReviewPanel(QWidget):
         split.setSizes([470, 630, 300])
         self.splitter = split
         self._sized = False
+        # a folder inference run is shown in place of the dataset's review (Back returns)
+        self.folder_view = FolderResultsView()
+        self.folder_view.closed.connect(self.close_folder_run)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(split)
+        self.pages.addWidget(self.folder_view)
         layout = QVBoxLayout(self)
-        layout.addWidget(split)
+        layout.addWidget(self.pages)
         self._build_shortcuts()
 
         self.editor.editFinished.connect(self._on_mask_edited)
@@ -571,6 +581,25 @@ class ReviewPanel(QWidget):
         for i, char in enumerate(CLASS_KEYS):
             self.shortcuts.append(key(char, partial(self.set_class_by_number, i)))
 
+    # ------------------------------------------------------------------ folder runs
+    def show_folder_run(self, summary) -> None:
+        """Show a finished folder inference run (per-image decisions, overlays, scores.csv)."""
+        self.folder_view.set_summary(summary)
+        self.pages.setCurrentWidget(self.folder_view)
+        for shortcut in self.shortcuts:  # the labelling keys act on the dataset's images only
+            shortcut.setEnabled(False)
+        self.folder_view.table.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def close_folder_run(self) -> None:
+        self.pages.setCurrentIndex(0)
+        for shortcut in self.shortcuts:
+            shortcut.setEnabled(True)
+        self.table.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    @property
+    def showing_folder_run(self) -> bool:
+        return self.pages.currentWidget() is self.folder_view
+
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
         """Drop queued frames and wait for the one being prepared (call before closing)."""
         self._prefetch_timer.stop()
@@ -590,7 +619,7 @@ class ReviewPanel(QWidget):
             self.splitter.setSizes([left, total - left - right, right])
         # Keys (N/P, 1/2, 3-9) work at once: the step's shortcuts live on this panel, so the
         # focus must be inside it, not on the step list that was just clicked.
-        self.table.setFocus(Qt.FocusReason.OtherFocusReason)
+        (self.folder_view.table if self.showing_folder_run else self.table).setFocus(Qt.FocusReason.OtherFocusReason)
 
     # ------------------------------------------------------------------ session
     @Slot(object)
@@ -981,6 +1010,7 @@ class ReviewPanel(QWidget):
             self._update_label_controls()
             self._update_info()
         self._update_counts()
+        self.labelEdited.emit(self.dataset_id, key, "verdict")
         self.labelsChanged.emit(self.dataset_id)
 
     def set_classes(self, names: list[str]) -> list[str]:
@@ -1064,6 +1094,7 @@ class ReviewPanel(QWidget):
                 self.viewer.refresh_mask()
             self._update_mask_state()
         self._update_counts()
+        self.labelEdited.emit(self.dataset_id, key, "mask")
         self.labelsChanged.emit(self.dataset_id)
 
     def _update_mask_state(self) -> None:

@@ -32,12 +32,15 @@ from PySide6.QtWidgets import (
 
 from workbench.core.calibration import (
     Calibration, InspectionPolicy, Interval, calibrate, choose_threshold, denormalize, load_calibrations,
-    load_policy, normalize_scores, rate_intervals, sample_size_warning, save_calibration, weak_model_warning,
+    load_policy, normalize_scores, policy_report, rate_intervals, sample_size_warning, save_calibration, weak_model_warning,
 )
+from workbench.core.calibration.area import KINDS, InspectedArea
 from workbench.core.jobs import ProgressEvent
 from workbench.core.labels.storage import dataset_labels_dir
 from workbench.core.metrics import Confusion
-from workbench.gui.qtmodels.threshold_data import ThresholdData, prepare_threshold_data
+from workbench.core.labels.reviewed import reviewed_records
+from workbench.gui.qtmodels.threshold_data import (ThresholdData, pixel_threshold_data, prepare_threshold_data,
+                                                   relabel_threshold_data)
 from workbench.gui.qtmodels.threshold_recall import DefectRecallModel
 from workbench.gui.session import Session
 from workbench.gui.widgets import errors
@@ -81,6 +84,7 @@ NORMALIZATION_TITLES = {
 DEFAULT_FAR_PERCENT = 1.0
 DEFAULT_RECALL_PERCENT = 95.0
 ACTIVE_MARK = "  (active)"
+PIXEL_UPDATE_DELAY_MS = 800  # after the last reviewed verdict, the PRO curve and pixel presets follow
 
 
 class ThresholdPanel(QWidget):
@@ -96,6 +100,7 @@ class ThresholdPanel(QWidget):
     policyChanged = Signal(object, bool)  # (InspectionPolicy on screen, whether it differs from the saved one)
     calibrationSaved = Signal(str)
     dataLoaded = Signal()
+    pixelUpdated = Signal()  # the pixel metrics follow reviewed labels (after an incremental update)
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -107,8 +112,10 @@ class ThresholdPanel(QWidget):
         self.ok_threshold: float | None = None  # raw; scores in [ok, threshold) go to REVIEW (None: no band)
         self.roi: np.ndarray | None = None  # inspected area on screen (image coordinates; None: everywhere)
         self.ignore: np.ndarray | None = None
+        self.drawn: dict[str, InspectedArea] = {}  # the areas as drawn (mask + polygons), kind -> area
         self.normalization = "raw"
         self._interval_cache: dict[tuple[int, int], dict[str, Interval]] = {}
+        self._report_cache: dict[tuple[int, ...], dict] = {}
         self._pending_area: InspectionPolicy | None = None  # masks for the next refresh (an edited area)
         self._keep_on_screen: InspectionPolicy | None = None  # thresholds to restore after that refresh
         self._stale = True  # the model or dataset changed since the data were computed
@@ -117,6 +124,12 @@ class ThresholdPanel(QWidget):
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(0)  # coalesces datasetChanged + activeModelChanged
         self._refresh_timer.timeout.connect(self._refresh_if_visible)
+        self._label_edit_seen = False
+        self.pixel_job: Worker | None = None  # the background pixel-metric update after reviewed labels changed
+        self._pixel_timer = QTimer(self)
+        self._pixel_timer.setSingleShot(True)
+        self._pixel_timer.setInterval(PIXEL_UPDATE_DELAY_MS)
+        self._pixel_timer.timeout.connect(self._start_pixel_update)
 
         self.recall_model = DefectRecallModel(self)
 
@@ -520,6 +533,8 @@ class ThresholdPanel(QWidget):
                              "test images (good and, ideally, defective).")
             return None
         labels, labels_dir = self._reviewed_labels()
+        if self._pending_area is None:
+            self._pending_area = self._workspace_area()
         worker = Worker(prepare_threshold_data, model.path, dataset, labels=labels, labels_dir=labels_dir,
                         area=self._pending_area)
         self._pending_area = None
@@ -541,6 +556,10 @@ class ThresholdPanel(QWidget):
         if self.job is not None and self.job.running:
             self.job.cancel()
         self.job = None
+        self._pixel_timer.stop()
+        if self.pixel_job is not None and self.pixel_job.running:
+            self.pixel_job.cancel()
+        self.pixel_job = None
         self.progress.setVisible(False)
 
     @Slot(object)
@@ -568,6 +587,143 @@ class ThresholdPanel(QWidget):
         self.job = None
         self.progress.setVisible(False)
         self.set_data(data)
+
+    # ------------------------------------------------------------------ reviewed labels
+    def on_label_edited(self, dataset_id: int, key: str, what: str) -> None:
+        """One reviewed label changed in the Review step. A verdict or class (``what`` =
+        "verdict") updates everything image-level at once, without clearing the panel
+        (:meth:`update_label`); the pixel parts follow from a background job. Anything else
+        (a mask) only starts that background job."""
+        self._label_edit_seen = True
+        self.update_label(dataset_id, key, mask_edited=what == "mask")
+
+    def on_labels_changed(self, dataset_id: int) -> None:
+        """Reviewed labels changed in bulk (an import): evaluate again."""
+        if self._label_edit_seen:  # the edit just announced by on_label_edited
+            self._label_edit_seen = False
+            return
+        self.refresh(force=True)
+
+    def _showing_dataset(self, dataset_id: int) -> bool:
+        entry = self.session.dataset_entry
+        return self.data is not None and entry is not None and entry.id == dataset_id and not self.busy \
+            and self.data.base_records is not None and self._source == self._current_source()
+
+    def update_label(self, dataset_id: int, key: str, mask_edited: bool = False) -> bool:
+        """Apply the reviewed label of one image to what is shown (ground truth of the matrix,
+        rates, curves, recall per defect type, preset thresholds) in milliseconds; schedules
+        the pixel metrics' update when the image's pixel ground truth changed. False when the
+        panel cannot update incrementally (nothing shown for that dataset)."""
+        if not self._showing_dataset(dataset_id):
+            if self.data is not None or self.busy:
+                self._stale = True
+                self._source = None  # recompute when shown next
+                if self.isVisible():
+                    self._refresh_timer.start()
+            return False
+        assert self.data is not None
+        index = self.data.keys.get(key)
+        if index is None:
+            return True  # not a test image: nothing here depends on it
+        labels, labels_dir = self._reviewed_labels()
+        label = (labels or {}).get(key)
+        record = reviewed_records([self.data.base_records[index]], {key: label} if label else {}, labels_dir,
+                                  self.session.dataset.root).records[0]
+        old = self.data.evaluation.records[index]
+        if record == old:
+            if mask_edited and record.is_anomalous:  # same mask file, new pixels
+                self._schedule_pixel_update(dataset_id)
+            return True
+        records = list(self.data.evaluation.records)
+        records[index] = record
+        before = self.policy()
+        self.data = relabel_threshold_data(self.data, records)
+        self._show_labels_changed()
+        after = self.policy()
+        if before is None or after is None or before.fingerprint() != after.fingerprint():
+            self._emit_threshold()  # the threshold moved (a preset): Review decides anew
+        if mask_edited or record.is_anomalous != old.is_anomalous or record.mask_path != old.mask_path:
+            self._schedule_pixel_update(dataset_id)
+        return True
+
+    def _show_labels_changed(self) -> None:
+        """Views that depend on the ground truth, after :meth:`update_label` (thresholds kept;
+        a preset other than Manual is applied again on the new labels)."""
+        data = self.data
+        assert data is not None
+        self._interval_cache = {}
+        self._report_cache = {}
+        ev = data.evaluation
+        self._show_header()
+        self.roc_plot.set_curve(data.roc, f"ROC (AUROC {ev.image_auroc:.3f})" if ev.image_auroc is not None else "ROC",
+                                "Needs good and defective test images")
+        self.pr_plot.set_curve(data.pr, "", "Needs defective test images")
+        self.recall_model.set_records(ev.records, data.scores)
+        has_def, has_good = data.index.n_defect > 0, data.index.n_good > 0
+        self.preset_buttons["max_f1"].setEnabled(has_def and has_good)
+        self.preset_buttons["recall"].setEnabled(has_def)
+        self.preset_buttons["false_alarm"].setEnabled(has_good)
+        labels = data.labels
+        shown = normalize_scores(data.scores, self.normalization, data.image_stats)
+        self.histogram.set_scores(shown[~labels], shown[labels],
+                                  None if self.threshold is None else self.to_display(self.threshold))
+        preset = self.current_preset()
+        if preset != "manual" and self.preset_buttons[preset].isEnabled():
+            try:
+                self.threshold = choose_threshold(data.labels, data.scores, preset, self.preset_target(preset))
+            except ValueError as exc:
+                self._set_status(str(exc))
+        if self.threshold is not None:
+            self._show_threshold()
+
+    def _schedule_pixel_update(self, dataset_id: int) -> None:
+        """Recompute the pixel parts (PRO curve, pixel presets) in the background, once the
+        user pauses (several verdicts in a row start one job)."""
+        if not self._showing_dataset(dataset_id):
+            if self.data is not None:
+                self._stale, self._source = True, None
+                if self.isVisible():
+                    self._refresh_timer.start()
+            return
+        self._pixel_timer.start()
+
+    def _start_pixel_update(self) -> Worker | None:
+        if self.data is None or self.busy:
+            return None
+        if self.pixel_job is not None and self.pixel_job.running:
+            self.pixel_job.cancel()
+        data = self.data
+        area = data.area if data.area is not None and data.area.has_masks else None
+        worker = Worker(pixel_threshold_data, data.evaluation, area, image_stats=data.image_stats)
+        worker.finished.connect(lambda new, w=worker, d=data: self._on_pixel_data(w, d, new))
+        self.pixel_job = self.session.jobs.start(worker, "Updating pixel metrics")
+        return worker
+
+    def _on_pixel_data(self, worker: Worker, started_on: ThresholdData, new: ThresholdData) -> None:
+        if worker is not self.pixel_job:
+            return
+        self.pixel_job = None
+        data = self.data
+        if data is None or data.base_records is not started_on.base_records:
+            return  # other data are shown now
+        if [r.label for r in new.evaluation.records] != [r.label for r in data.evaluation.records] or \
+                [r.mask_path for r in new.evaluation.records] != [r.mask_path for r in data.evaluation.records]:
+            self._pixel_timer.start()  # labels changed again meanwhile
+            return
+        ev = dataclasses.replace(data.evaluation, pixel_auroc=new.evaluation.pixel_auroc, aupro=new.evaluation.aupro,
+                                 n_without_mask=new.evaluation.n_without_mask)
+        self.data = dataclasses.replace(data, evaluation=ev, pro=new.pro, aupro=new.aupro,
+                                        pixel_thresholds=new.pixel_thresholds)
+        self.pro_plot.set_curve(self.data.pro, self.data.aupro, "No defect masks: no PRO curve")
+        self.pro_plot.set_pixel_threshold(self.pixel_threshold)
+        for key in ("f1", "good_max"):
+            value = self.data.pixel_thresholds.get(key)
+            self.pixel_buttons[key].setEnabled(value is not None)
+            self.pixel_buttons[key].setText(PIXEL_PRESET_TITLES[key] + (f"  ({value:.4g})" if value is not None else ""))
+        if self.current_pixel_preset() in ("f1", "good_max"):
+            self.apply_pixel_preset()
+        self._show_header()
+        self.pixelUpdated.emit()
 
     # ------------------------------------------------------------------ data
     def clear(self) -> None:
@@ -604,6 +760,7 @@ class ThresholdPanel(QWidget):
         self.ignore = None if area is None else area.ignore
         self._show_area()
         self._interval_cache = {}
+        self._report_cache = {}
         self._stale = False
         self._refresh_timer.stop()
         ev = data.evaluation
@@ -810,7 +967,7 @@ class ThresholdPanel(QWidget):
 
         confusion = self.data.index.confusion(raw)
         intervals = self.intervals(confusion)
-        self.confusion_view.set_values(confusion, intervals)
+        self._show_matrix(confusion)
         far, rec = intervals.get("false_alarm_rate"), intervals.get("recall")
         if self.data.roc is not None:
             self.roc_plot.set_point(confusion.false_alarm_rate, confusion.recall,
@@ -844,6 +1001,29 @@ class ThresholdPanel(QWidget):
             self._interval_cache.clear()
         self._interval_cache[key] = dict(out)
         return out
+
+    def policy_report(self) -> dict:
+        """The core's ``policy_report`` at the thresholds on screen: truth x OK / REVIEW / NG and
+        rates with exact intervals (the ``at_policy`` block of ``workbench evaluate --json``)."""
+        assert self.data is not None and self.threshold is not None
+        ok = self.ok_threshold if self.ok_threshold is not None and self.ok_threshold <= self.threshold else None
+        verdicts = InspectionPolicy(ng_threshold=self.threshold, ok_threshold=ok).verdicts(self.data.scores)
+        # the report depends only on the counts per (truth, verdict): thresholds between the
+        # same scores share one result (the intervals cost a few scipy calls)
+        labels = self.data.labels
+        key = tuple(int(((verdicts == v) & (labels == t)).sum()) for v in ("OK", "REVIEW", "NG", "error")
+                    for t in (False, True))
+        cached = self._report_cache.get(key)
+        if cached is None:
+            cached = policy_report(labels, verdicts)
+            if len(self._report_cache) > 4096:
+                self._report_cache.clear()
+            self._report_cache[key] = cached
+        return cached
+
+    def _show_matrix(self, confusion: Confusion) -> None:
+        self.confusion_view.set_report(self.policy_report(), confusion,
+                                       band=self.ok_threshold is not None and self.ok_threshold < self.threshold)
 
     def confusion(self) -> Confusion:
         """The core ``Confusion`` at the current threshold (what the matrix shows)."""
@@ -900,6 +1080,8 @@ class ThresholdPanel(QWidget):
         self.band_check.blockSignals(False)
         self.ok_spin.setEnabled(value is not None)
         self._show_band()
+        if self.threshold is not None:
+            self._show_matrix(self.data.index.confusion(self.threshold))
         self._emit_threshold()
 
     def _show_band(self) -> None:
@@ -911,6 +1093,7 @@ class ThresholdPanel(QWidget):
         if self.ok_threshold is None:
             self.histogram.set_ok_threshold(None)
             self.review_label.setText("")
+            self.review_label.setMinimumHeight(0)
             return
         shown = self.to_display(self.ok_threshold)
         self.histogram.set_ok_threshold(shown)
@@ -920,14 +1103,17 @@ class ThresholdPanel(QWidget):
         self.ok_spin.setSingleStep(self.threshold_spin.singleStep())
         self.ok_spin.setValue(shown)
         self.ok_spin.blockSignals(False)
-        scores = self.data.scores
-        review = (scores >= self.ok_threshold) & (scores < self.threshold)
-        labels = self.data.labels
-        iv = rate_intervals(labels, scores, self.threshold, self.ok_threshold).get("review_rate")
-        ci = f" (95% CI {100 * iv.low:.1f}–{100 * iv.high:.1f}%)" if iv else ""
+        report = self.policy_report()  # the same core numbers as the matrix
+        matrix, iv = report["confusion"], report["rates"].get("review_rate")
+        n_review = matrix["good"]["REVIEW"] + matrix["defect"]["REVIEW"]
+        n = self.data.scores.size
+        # short (two lines in a laptop's column); the interval is in the matrix's rate table
         self.review_label.setText(
-            f"REVIEW: {int(review.sum())} of {scores.size} parts ({100 * review.mean():.1f}%){ci}: "
-            f"{int(review[~labels].sum())} good, {int(review[labels].sum())} defective")
+            f"REVIEW: {n_review} of {n} parts ({100 * n_review / max(n, 1):.1f}%): "
+            f"{matrix['good']['REVIEW']} good, {matrix['defect']['REVIEW']} defective")
+        self.review_label.setToolTip(f"Review rate 95% interval: {100 * iv['low']:.1f}–{100 * iv['high']:.1f}% "
+                                     "(exact binomial)" if iv else "")
+        self.review_label.setMinimumHeight(2 * self.review_label.fontMetrics().lineSpacing() + 2)
 
     def _restore_thresholds(self, policy: InspectionPolicy) -> None:
         self._check(self.preset_buttons["manual"])
@@ -953,6 +1139,11 @@ class ThresholdPanel(QWidget):
             return
         self._keep_on_screen = saved if saved.ng_threshold is not None else None
         self._pending_area = saved
+        # the workspace's record goes back to the model's area too
+        self.drawn = {kind: InspectedArea.from_mask(mask) for kind, mask in (("roi", saved.roi),
+                                                                             ("ignore", saved.ignore))
+                      if mask is not None}
+        self._record_area()
         self.refresh(force=True)
 
     def _show_area(self) -> None:
@@ -969,6 +1160,38 @@ class ThresholdPanel(QWidget):
         records = self.data.evaluation.records
         return next((r.path for r in records if r.is_good), records[0].path)
 
+    def _area_setting(self) -> str | None:
+        entry = self.session.dataset_entry
+        return None if entry is None else f"threshold.area_edited.{entry.id}"
+
+    def _workspace_area(self) -> InspectionPolicy | None:
+        """The inspected area recorded in the workspace for this dataset (None: never edited
+        here, so the model's saved area is shown). Fills :attr:`drawn` with the areas as drawn."""
+        self.drawn = {}
+        workspace, key = self.session.workspace, self._area_setting()
+        if workspace is None or key is None or not workspace.get_setting(key, False):
+            return None
+        try:
+            self.drawn = workspace.inspected_areas(self.session.dataset_entry.id)
+            return InspectionPolicy(roi=self.drawn["roi"].mask() if "roi" in self.drawn else None,
+                                    ignore=self.drawn["ignore"].mask() if "ignore" in self.drawn else None)
+        except ValueError as exc:  # a damaged record: say so, show the model's area
+            self.drawn = {}
+            self._set_status(f"The inspected area stored in the workspace cannot be used: {exc}")
+            return None
+
+    def _record_area(self) -> None:
+        """Write the areas as drawn into the workspace (per dataset), so reopening it restores them."""
+        workspace, key, entry = self.session.workspace, self._area_setting(), self.session.dataset_entry
+        if workspace is None or key is None:
+            return
+        try:
+            for kind in KINDS:
+                workspace.set_inspected_area(entry.id, kind, self.drawn.get(kind))
+            workspace.set_setting(key, True)
+        except ValueError as exc:
+            errors.show_error(self, "Could not record the inspected area", str(exc))
+
     def edit_area(self, kind: str) -> bool:
         """Paint the ignore region or the region of interest over a test image (modal dialog)."""
         from workbench.core.data import read_image
@@ -979,21 +1202,29 @@ class ThresholdPanel(QWidget):
             return False
         image = read_image(path)
         current = self.ignore if kind == "ignore" else self.roi
+        drawn = self.drawn.get(kind)
+        if drawn is not None and current is not None and drawn.shape == current.shape \
+                and np.array_equal(drawn.mask(), current):
+            current = drawn  # edit the polygons as polygons
         if current is not None and current.shape != image.shape[:2]:
             current = None
         dialog = AreaEditorDialog(image, current, kind, self)
         if not dialog.exec():
             return False
-        mask = dialog.mask()
+        area = dialog.area()
+        mask = area.mask()
         if kind == "ignore":
-            self.set_area(self.roi, mask if mask.any() else None)
+            self.set_area(self.roi, mask if mask.any() else None, drawn={"ignore": area})
         else:
-            self.set_area(mask if mask.any() else None, self.ignore)
+            self.set_area(mask if mask.any() else None, self.ignore, drawn={"roi": area})
         return True
 
-    def set_area(self, roi: np.ndarray | None, ignore: np.ndarray | None) -> Worker | None:
+    def set_area(self, roi: np.ndarray | None, ignore: np.ndarray | None,
+                 drawn: dict[str, InspectedArea] | None = None) -> Worker | None:
         """Use these masks (image coordinates): scores and pixel metrics are recomputed in the
-        background, the thresholds on screen are kept; nothing is saved until Save."""
+        background, the thresholds on screen are kept; nothing is saved into the model until
+        Save. The area is recorded in the workspace at once (``drawn``: how it was drawn,
+        polygons included; otherwise kept as pixels)."""
         if self.data is None:
             return None
         try:
@@ -1001,6 +1232,17 @@ class ThresholdPanel(QWidget):
         except ValueError as exc:
             errors.show_error(self, "Cannot use this area", str(exc))
             return None
+        drawn = dict(drawn or {})
+        for kind, mask in (("roi", roi), ("ignore", ignore)):
+            if mask is None:
+                drawn.pop(kind, None)
+                continue
+            if kind not in drawn:
+                old = self.drawn.get(kind)
+                keep = old is not None and old.shape == mask.shape and np.array_equal(old.mask(), mask)
+                drawn[kind] = old if keep else InspectedArea.from_mask(mask)
+        self.drawn = drawn
+        self._record_area()
         self._keep_on_screen = self.policy()
         self._pending_area = area
         return self.refresh(force=True)

@@ -10,7 +10,9 @@ import logging
 import shutil
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, Qt, Slot
+from collections.abc import Callable
+
+from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView, QGroupBox, QHBoxLayout, QLabel, QListView, QPushButton, QScrollArea,
     QSplitter, QStackedWidget, QStyle, QVBoxLayout, QWidget,
@@ -19,6 +21,7 @@ from PySide6.QtWidgets import (
 from workbench.core.data import Dataset
 from workbench.core.methods import DEFAULT_METHOD, METHODS
 from workbench.core.workspace import DatasetEntry, ModelEntry, Workspace
+from workbench.core.calibration.policy import InspectionPolicy
 from workbench.core.calibration.thresholds import weak_model_warning
 from workbench.gui.pipelines import InferenceSummary, TrainingOutcome, run_inference, train_evaluate_save
 from workbench.gui.panels.models_box import ModelsBox
@@ -36,11 +39,20 @@ PARAMS_KEY = "gui.params.{method}"  # last parameters used per method, per works
 
 
 class TrainingPanel(QWidget):
-    """Method list, generated parameter form, training progress and the model comparison."""
+    """Method list, generated parameter form, training progress and the model comparison.
+
+    ``inferenceFinished(InferenceSummary)`` after a folder / test-split run (the main window
+    opens it in Review). :attr:`screen_policy` (set by the main window) gives the policy a run
+    decides with: ``(policy, unsaved)`` of the Threshold step for a model, or None for the
+    model's saved one.
+    """
+
+    inferenceFinished = Signal(object)
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
+        self.screen_policy: Callable[[ModelEntry], tuple[InspectionPolicy, bool] | None] | None = None
         self.job: Worker | None = None
         self.last_outcome: TrainingOutcome | None = None
         self.last_inference: InferenceSummary | None = None
@@ -268,7 +280,9 @@ class TrainingPanel(QWidget):
             source = f"the test split of {self.session.dataset_entry.name if self.session.dataset_entry else dataset.name}"
         else:
             images, source = Path(folder), str(folder)
-        worker = Worker(run_inference, model.path, images, source)
+        on_screen = self.screen_policy(model) if self.screen_policy is not None else None
+        policy, unsaved = on_screen if on_screen is not None else (None, False)
+        worker = Worker(run_inference, model.path, images, source, policy=policy, unsaved=unsaved)
         worker.finished.connect(lambda summary, m=model: self._on_inferred(m, summary))
         worker.ended.connect(self._update_enabled)
         title = f"Inference with {model.name}"
@@ -287,6 +301,7 @@ class TrainingPanel(QWidget):
             run = workspace.start_run("inference", model_id=model.id,
                                       dataset_id=model.dataset_id)
             workspace.finish_run(run, "ok", text.splitlines()[0])
+        self.inferenceFinished.emit(summary)
 
     # ------------------------------------------------------------------ state
     @Slot(object, object)

@@ -14,6 +14,7 @@ exactly what ``confusion_at`` gives (same ``score >= threshold`` rule).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,14 @@ from typing import Any
 import numpy as np
 
 from workbench.core.calibration import calibrate, load_calibrations
-from workbench.core.data import Dataset
+from workbench.core.data import Dataset, ImageRecord
 from workbench.core.calibration.policy import InspectionPolicy, load_policy
-from workbench.core.evaluation import EvalResult, evaluate_predictions, masked_pixel_pairs
+from workbench.core.evaluation import EvalResult, evaluate_predictions, masked_pixel_pairs, relabel_image_metrics
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 from workbench.core.methods.package import read_metadata
 from workbench.core.metrics import Confusion, Curve, ProCurve, downsample_curve, pr_curve, pro_curve, roc_curve
 from workbench.core.labels.reviewed import evaluate_reviewed
+from workbench.core.labels.storage import label_key
 from workbench.core.predictions import evaluation_for
 
 PRO_PLOT_POINTS = 1000  # the thinned PRO curve keeps this many points (plot and operating-point look-up)
@@ -89,6 +91,8 @@ class ThresholdData:
     notes: list[str] = field(default_factory=list)
     saved_policy: InspectionPolicy | None = None  # the package's policy (thresholds, masks, statistics)
     area: InspectionPolicy | None = None  # whose ROI/ignore masks the scores and pixel metrics use
+    base_records: list[ImageRecord] | None = None  # the test records before reviewed labels were applied
+    keys: dict[str, int] = field(default_factory=dict)  # label key -> record index (for one changed label)
 
     def __post_init__(self) -> None:
         self.index = ScoreIndex(self.labels, self.scores)
@@ -175,6 +179,34 @@ def threshold_data_from_evaluation(evaluation: EvalResult, *, pixel: bool = True
     return data
 
 
+def relabel_threshold_data(data: ThresholdData, records: list[ImageRecord]) -> ThresholdData:
+    """``data`` with new image-level ground truth (a verdict changed in the Review step): the
+    labels, score index, image metrics and ROC / PR curves follow at once (milliseconds for
+    thousands of images); the pixel parts (PRO curve, pixel presets) are kept as they were
+    until :func:`pixel_threshold_data` recomputes them in the background."""
+    labels = np.array([r.is_anomalous for r in records], bool)
+    roc, pr, notes = image_curves(labels, data.scores)
+    evaluation = relabel_image_metrics(data.evaluation, records, roc)
+    kept = [n for n in data.notes if not n.startswith(("The ROC curve", "The PR curve"))]
+    return dataclasses.replace(data, evaluation=evaluation, labels=labels, roc=roc, pr=pr, notes=notes + kept)
+
+
+def pixel_threshold_data(evaluation: EvalResult, area: InspectionPolicy | None, *,
+                         image_stats: dict[str, float] | None = None, progress: ProgressCallback | None = None,
+                         cancel: CancelToken) -> ThresholdData:
+    """The pixel parts of the Threshold step (PRO curve, pixel presets) for ``evaluation``'s
+    records as they are now, from the scores and maps in memory (no prediction, no cache read):
+    the background half of an incremental update after reviewed labels changed."""
+    raw = evaluation.raw_scores if evaluation.raw_scores is not None else evaluation.scores
+    masked = area is not None and area.has_masks
+    fresh = evaluate_predictions(evaluation.records, raw, evaluation.maps, evaluation.predict_seconds,
+                                 policy=area if masked else None)
+    cancel.raise_if_cancelled()
+    report = make_reporter(progress, "Updating pixel metrics", 2 + len(PIXEL_VALUE_PRESETS))
+    return threshold_data_from_evaluation(fresh, pixel=True, image_stats=image_stats, cancel=cancel, report=report,
+                                          area=area if masked else None)
+
+
 def prepare_threshold_data(model_dir: str | Path, dataset: Dataset, *, labels: dict | None = None,
                            labels_dir: Path | None = None, area: InspectionPolicy | None = None,
                            progress: ProgressCallback | None = None, cancel: CancelToken) -> ThresholdData:
@@ -184,6 +216,7 @@ def prepare_threshold_data(model_dir: str | Path, dataset: Dataset, *, labels: d
     ignore masks of ``area`` (default: the package's saved policy)."""
     evaluation = evaluation_for(model_dir, dataset, progress=progress, cancel=cancel)
     cancel.raise_if_cancelled()
+    base_records = list(evaluation.records)
     if labels:
         evaluation, _ = evaluate_reviewed(evaluation, labels, labels_dir, dataset.root, cancel=cancel)
     saved = load_policy(model_dir)
@@ -201,9 +234,12 @@ def prepare_threshold_data(model_dir: str | Path, dataset: Dataset, *, labels: d
     data.active_calibration = meta.get("active_calibration")
     data.model_dir = Path(model_dir)
     data.dataset_name, data.dataset_root = dataset.name, str(dataset.root)
+    data.base_records = base_records
+    data.keys = {label_key(dataset.root, r.path): i for i, r in enumerate(base_records)}
     report(2 + len(PIXEL_VALUE_PRESETS) + 1)
     return data
 
 
 __all__ = ["PIXEL_VALUE_PRESETS", "PRO_PLOT_POINTS", "ScoreIndex", "ThresholdData", "image_curves",
-           "prepare_threshold_data", "threshold_data_from_evaluation"]
+           "pixel_threshold_data", "prepare_threshold_data", "relabel_threshold_data",
+           "threshold_data_from_evaluation"]

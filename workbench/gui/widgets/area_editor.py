@@ -2,7 +2,9 @@
 
 Reuses the Review step's mask editing (:class:`MaskEditor` tools in a :class:`ReviewCanvas`):
 brush, eraser and polygon, in the image's own pixel coordinates, which is what the inspection
-policy stores. The dialog only returns the mask; the Threshold step decides what to do with it.
+policy stores. The dialog returns the area as drawn (:meth:`AreaEditorDialog.area`: the mask
+plus the polygons' vertices, kept so the workspace stores polygons as polygons); the
+Threshold step decides what to do with it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QButtonGroup, QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QPushButton, QSlider,
                                QToolButton, QVBoxLayout, QWidget)
 
+from workbench.core.calibration.area import InspectedArea
 from workbench.gui.imaging import rgb_to_qimage
 from workbench.gui.widgets.mask_editor import BRUSH, ERASER, POLYGON, VIEW, MaskEditor
 from workbench.gui.widgets.review_frames import ReviewFrame
@@ -24,16 +27,25 @@ TITLES = {"ignore": "Ignore region: never inspected (white in the stored mask)",
 class AreaEditorDialog(QDialog):
     """Modal editor of one binary mask at the image's size."""
 
-    def __init__(self, image: np.ndarray, mask: np.ndarray | None, kind: str, parent: QWidget | None = None) -> None:
+    def __init__(self, image: np.ndarray, mask: np.ndarray | InspectedArea | None, kind: str,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Ignore region" if kind == "ignore" else "Region of interest")
         self.kind = kind
         h, w = image.shape[:2]
+        if isinstance(mask, InspectedArea):
+            self.start = mask if mask.shape == (h, w) else InspectedArea((h, w))
+        else:
+            self.start = InspectedArea.from_mask(mask) if mask is not None and mask.shape == (h, w) \
+                else InspectedArea((h, w))
+        mask = self.start.mask()
+        self.new_polygons: list[list[tuple[float, float]]] = []
         self.editor = MaskEditor(self)
         self.canvas = ReviewCanvas(self.editor, COMPOSITE)
         self.canvas.set_frame(ReviewFrame("area", rgb_to_qimage(image), (h, w)))
         self.editor.set_image((h, w), mask if mask is not None else np.zeros((h, w), bool))
         self.editor.maskChanged.connect(self.canvas.refresh_mask)
+        self.editor.polygonClosed.connect(self.new_polygons.append)
         self.canvas.refresh_mask()
 
         tools = QHBoxLayout()
@@ -83,6 +95,11 @@ class AreaEditorDialog(QDialog):
         if self.editor.mask is None:
             return np.zeros(self.editor.shape or (1, 1), bool)
         return np.array(self.editor.mask, dtype=bool, copy=True)
+
+    def area(self) -> InspectedArea:
+        """The area as drawn: the mask and the polygons that still describe part of it (a
+        polygon the eraser cut into is kept as pixels only)."""
+        return self.start.with_mask(self.mask(), self.new_polygons)
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().showEvent(event)

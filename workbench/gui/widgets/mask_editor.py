@@ -39,6 +39,7 @@ class MaskEditor(QObject):
     maskChanged = Signal()  # pixels changed (also live, during a stroke)
     editFinished = Signal(object, object)  # (mask before, mask after) of one completed edit
     polygonChanged = Signal()  # the polygon being drawn changed
+    polygonClosed = Signal(object)  # a filled polygon's vertices [(x, y), ...] in image pixel coordinates
     toolChanged = Signal(str)
     radiusChanged = Signal(float)
 
@@ -161,8 +162,10 @@ class MaskEditor(QObject):
         if len(points) < 3 or not self.can_edit:
             return False
         before = None if self.mask is None else self.mask.copy()
-        fill_polygon(self._ensure_mask(), [self._pixel(*p) for p in points], True)
+        vertices = [self._pixel(*p) for p in points]
+        fill_polygon(self._ensure_mask(), vertices, True)
         self.maskChanged.emit()
+        self.polygonClosed.emit(vertices)
         return self._finish(before)
 
     def cancel_polygon(self) -> None:

@@ -1,7 +1,10 @@
-"""Confusion matrix and rates at the current threshold, with exact 95% intervals.
+"""Confusion matrix and rates at the current policy, with exact 95% intervals.
 
-Shows numbers the panel hands over (a core :class:`~workbench.core.metrics.Confusion` and the
-core's :func:`~workbench.core.calibration.rate_intervals` intervals); computes nothing.
+Shows numbers the panel hands over: the core's
+:func:`~workbench.core.calibration.policy_report` (truth x OK / REVIEW / NG matrix and rates
+with Clopper-Pearson intervals, the same dict ``workbench evaluate --json`` prints as
+``at_policy``) and, for F1, the core :class:`~workbench.core.metrics.Confusion`; computes nothing.
+The REVIEW column shows only while the policy has a band.
 """
 
 from __future__ import annotations
@@ -15,19 +18,29 @@ from workbench.core.metrics import Confusion
 
 # (key, title, tooltip) of each rate row; key is a Confusion property
 RATES = (
-    ("recall", "Recall", "Catch rate: share of defective images flagged NG: TP / (TP + FN)"),
-    ("escape_rate", "Escape rate", "Share of defective images that pass as OK: FN / (TP + FN)"),
-    ("false_alarm_rate", "False-alarm rate", "Share of good images wrongly flagged NG: FP / (FP + TN)"),
+    ("recall", "Recall", "Catch rate: share of defective images not passed as OK (NG, or REVIEW with a band)"),
+    ("escape_rate", "Escape rate", "Share of defective images that pass as OK: FN / defective"),
+    ("false_alarm_rate", "False-alarm rate", "Share of good images wrongly flagged NG: FP / good"),
+    ("review_rate", "Review rate", "Share of all images sent to REVIEW (a person looks); 0 without a band"),
     ("precision", "Precision", "Share of NG verdicts that really are defective: TP / (TP + FP)"),
-    ("f1", "F1", "Harmonic mean of precision and recall"),
+    ("f1", "F1", "Harmonic mean of precision and recall (OK / NG only: '–' while a REVIEW band is set)"),
 )
+# the keys of policy_report's matrix per cell: (truth, verdict)
+CELL_WHERE = {"tp": ("defect", "NG"), "rd": ("defect", "REVIEW"), "fn": ("defect", "OK"),
+              "fp": ("good", "NG"), "rg": ("good", "REVIEW"), "tn": ("good", "OK")}
 CELL_COLORS = {"tp": ("#dcfce7", "#86efac"), "tn": ("#dcfce7", "#86efac"),
-               "fp": ("#fee2e2", "#fca5a5"), "fn": ("#fee2e2", "#fca5a5")}
+               "fp": ("#fee2e2", "#fca5a5"), "fn": ("#fee2e2", "#fca5a5"),
+               "rd": ("#fef3c7", "#fcd34d"), "rg": ("#fef3c7", "#fcd34d")}
 CELL_TIPS = {"tp": "True positives: defective images flagged NG (share of defective images)",
              "fn": "False negatives: defective images passed as OK, the escapes (share of defective images)",
              "fp": "False positives: good images flagged NG, the false alarms (share of good images)",
-             "tn": "True negatives: good images passed as OK (share of good images)"}
-CELL_TEXT = {"tp": "caught", "fn": "escaped", "fp": "false alarms", "tn": "passed"}
+             "tn": "True negatives: good images passed as OK (share of good images)",
+             "rd": "Defective images sent to REVIEW: a person catches them (share of defective images)",
+             "rg": "Good images sent to REVIEW: a person looks, then passes them (share of good images)"}
+CELL_TEXT = {"tp": "caught", "fn": "escaped", "fp": "false alarms", "tn": "passed",
+             "rd": "to review", "rg": "to review"}
+CELL_TITLE = {"tp": "TP", "fn": "FN", "fp": "FP", "tn": "TN", "rd": "", "rg": ""}  # REVIEW: the column says it
+HEADERS = {False: ("Verdict NG", "REVIEW", "Verdict OK"), True: ("NG", "REVIEW", "OK")}
 
 
 def interval_text(interval: Interval | None) -> str:
@@ -47,7 +60,7 @@ class MatrixCell(QWidget):
         self.big, self.small = "–", ""
         self.empty = True  # no image in this cell: drawn neutral (an error cell with 0 is no error)
         self.setToolTip(CELL_TIPS[key])
-        self.setMinimumSize(96, 54)
+        self.setMinimumSize(64, 54)  # three columns (with a REVIEW band) must fit a laptop's side column
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
@@ -94,24 +107,30 @@ class MatrixCell(QWidget):
 
 
 class ConfusionView(QWidget):
-    """2x2 matrix (rows: truth, columns: verdict) and a table of rates with intervals.
+    """Matrix (rows: truth, columns: verdict NG / REVIEW / OK) and a table of rates with intervals.
 
-    ``cells[key]`` (tp/fp/tn/fn, :class:`MatrixCell`), ``values[rate]`` and ``intervals[rate]``
-    (labels of fixed size) hold what is shown; tests and other code read their ``text()``.
+    ``cells[key]`` (tp/rd/fn for defective, fp/rg/tn for good images, :class:`MatrixCell`),
+    ``values[rate]`` and ``intervals[rate]`` (labels of fixed size) hold what is shown; tests
+    and other code read their ``text()``. The REVIEW column (rd, rg) is hidden without a band.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.confusion: Confusion | None = None
+        self.report: dict | None = None  # the core's policy_report shown
         grid = QGridLayout()
         grid.setHorizontalSpacing(4)
         grid.setVerticalSpacing(4)
-        for col, text in enumerate(("", "Verdict NG", "Verdict OK"), start=0):
-            head = QLabel(f"<b>{text}</b>")
+        self.headers: list[QLabel] = []
+        for col in range(1, 4):
+            head = QLabel("")
             head.setAlignment(Qt.AlignmentFlag.AlignCenter)
             grid.addWidget(head, 0, col)
+            self.headers.append(head)
+        self.review_header = self.headers[1]
         self.cells: dict[str, MatrixCell] = {}
-        for row, (truth, keys) in enumerate((("Defective", ("tp", "fn")), ("Good", ("fp", "tn"))), start=1):
+        for row, (truth, keys) in enumerate((("Defective", ("tp", "rd", "fn")), ("Good", ("fp", "rg", "tn"))),
+                                            start=1):
             head = QLabel(f"<b>{truth}</b>")
             head.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             grid.addWidget(head, row, 0)
@@ -119,8 +138,9 @@ class ConfusionView(QWidget):
                 cell = MatrixCell(key)
                 self.cells[key] = cell
                 grid.addWidget(cell, row, col)
-        grid.setColumnStretch(1, 1)
-        grid.setColumnStretch(2, 1)
+        for col in (1, 2, 3):
+            grid.setColumnStretch(col, 1)
+        self._show_review_column(False)
 
         rates = QGridLayout()
         rates.setHorizontalSpacing(12)
@@ -161,20 +181,40 @@ class ConfusionView(QWidget):
         layout.addWidget(line)
         layout.addLayout(rates)
 
-    def set_values(self, confusion: Confusion, intervals: dict[str, Interval]) -> None:
-        self.confusion = confusion
-        n_def, n_good = confusion.tp + confusion.fn, confusion.fp + confusion.tn
-        shares = {"tp": (confusion.tp, n_def), "fn": (confusion.fn, n_def),
-                  "fp": (confusion.fp, n_good), "tn": (confusion.tn, n_good)}
-        for key, (count, total) in shares.items():
+    @property
+    def review_shown(self) -> bool:
+        return not self.cells["rd"].isHidden()
+
+    def _show_review_column(self, on: bool) -> None:
+        for head, text in zip(self.headers, HEADERS[on]):
+            head.setText(f"<b>{text}</b>")
+        for widget in (self.review_header, self.cells["rd"], self.cells["rg"]):
+            widget.setVisible(on)
+
+    def set_report(self, report: dict, confusion: Confusion, band: bool) -> None:
+        """Show the core's ``policy_report`` (matrix and rates with intervals); ``confusion``
+        (OK / NG at the NG threshold) gives F1, shown only without a ``band``."""
+        self.confusion, self.report = confusion, report
+        self._show_review_column(band)
+        matrix = report["confusion"]
+        totals = {truth: sum(row.values()) for truth, row in matrix.items()}
+        for key, (truth, verdict) in CELL_WHERE.items():
+            count, total = matrix[truth][verdict], totals[truth]
             share = f"{count / total:.1%}" if total else "–"
-            self.cells[key].set_text(f"{key.upper()} {count}", f"{share} {CELL_TEXT[key]}", empty=count == 0)
+            self.cells[key].set_text(f"{CELL_TITLE[key]} {count}".strip(), f"{share} {CELL_TEXT[key]}",
+                                     empty=count == 0)
+        rates = report["rates"]
         for key, _title, _tip in RATES:
-            self.values[key].setText(f"{getattr(confusion, key):.1%}")
-            self.intervals[key].setText(interval_text(intervals.get(key)))
+            if key == "f1":
+                self.values[key].setText("–" if band else f"{confusion.f1:.1%}")
+                self.intervals[key].setText("–")
+                continue
+            rate = rates.get(key)
+            self.values[key].setText("–" if rate is None else f"{rate['estimate']:.1%}")
+            self.intervals[key].setText("–" if rate is None else interval_text(Interval(**rate)))
 
     def clear(self) -> None:
-        self.confusion = None
+        self.confusion = self.report = None
         for cell in self.cells.values():
             cell.set_text("–", "", empty=True)
         for label in (*self.values.values(), *self.intervals.values()):
