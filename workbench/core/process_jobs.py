@@ -51,7 +51,7 @@ from workbench.core.jobs import CancelToken, Cancelled, ProgressCallback, Progre
 
 log = logging.getLogger(__name__)
 
-CANCEL_GRACE_S = 0.5  # after a cancel, the child has this long to stop on its own before it is terminated
+CANCEL_GRACE_S = 0.4  # after a cancel, the child has this long to stop on its own before it is terminated
 POLL_S = 0.05  # how often the waiting thread checks for messages, cancel and a dead child
 PROGRESS_INTERVAL_S = 0.05  # the child sends at most ~20 plain progress updates per second
 PRELOAD = ("torch", "workbench.core.workflows")  # what a spare child imports while it waits
@@ -216,7 +216,7 @@ class ChildProcess:
     def alive(self) -> bool:
         return self.process.is_alive()
 
-    def stop(self, grace_s: float = 0.3) -> None:
+    def stop(self, grace_s: float = 0.2) -> None:
         """Terminate (then kill) the child if it still runs, and release its pipe."""
         if self.process.is_alive():
             self.process.terminate()
@@ -362,6 +362,12 @@ def compute_in_process(options: ComputeOptions | None, on_child: Callable[[Child
         _context.value = saved
 
 
+def active_options() -> ComputeOptions | None:
+    """The options of the enclosing :func:`compute_in_process` in this thread (None: in-thread)."""
+    value = getattr(_context, "value", None)
+    return None if value is None else value[0]
+
+
 def call(fn: Callable[..., Any], *args: Any, progress: ProgressCallback | None = None, cancel: CancelToken,
          **kwargs: Any) -> Any:
     """``fn(*args, progress=, cancel=, **kwargs)``: in a child when ``fn`` is a
@@ -389,9 +395,10 @@ def run_job(target: str, args: tuple = (), kwargs: dict | None = None, options: 
     finally:
         if on_child is not None:
             on_child(None)
-        spares.refill()  # the next job starts warm
+        # the next job starts warm; started from its own thread so that this job's end is not delayed
+        threading.Thread(target=spares.refill, name="spare compute process", daemon=True).start()
 
 
-__all__ = ["CANCEL_GRACE_S", "ChildJobError", "ChildProcess", "ComputeOptions", "SPARES", "SpareProcesses",
+__all__ = ["CANCEL_GRACE_S", "active_options", "ChildJobError", "ChildProcess", "ComputeOptions", "SPARES", "SpareProcesses",
            "WorkerCrashed", "call", "compute_in_process", "crash_message", "process_job", "resolve", "run_job",
            "target_of"]
