@@ -41,3 +41,7 @@ def threads_and_device(device=None, *, progress=None, cancel: CancelToken) -> tu
 @process_job
 def marked(n: int, *, progress=None, cancel: CancelToken) -> int:
     return os.getpid()
+
+
+def niceness(*, progress=None, cancel: CancelToken) -> int:
+    return os.nice(0)

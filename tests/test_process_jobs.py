@@ -103,12 +103,16 @@ def test_threads_and_device_are_applied_in_the_child(spares):
     assert (threads, device) == (os.cpu_count(), None)
 
 
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="POSIX scheduling priority")
+def test_child_runs_at_the_requested_lower_priority(spares):
+    assert run_job(f"{HELPERS}:niceness", options=ComputeOptions(nice=5), spares=spares) == os.nice(0) + 5
+    assert run_job(f"{HELPERS}:niceness", spares=spares) == os.nice(0)
+
+
 def test_spare_is_warm_and_refilled(spares):
     spares.size = 1
     spares.refill()
-    deadline = time.monotonic() + 10
-    while spares.idle_count < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert spares.wait_ready(30) and spares.idle_count == 1
     warm_pid = spares._idle[0].pid
     out = run_job(TARGET, (1,), {}, spares=spares)
     assert out["pid"] == warm_pid  # the job ran in the child started ahead
@@ -136,3 +140,5 @@ def test_options_are_checked():
         ComputeOptions(threads=-1)
     with pytest.raises(ValueError, match="device"):
         ComputeOptions(device="tpu")
+    with pytest.raises(ValueError, match="nice"):
+        ComputeOptions(nice=-1)

@@ -78,8 +78,11 @@ class ComputeOptions:
 
     threads: int = 0
     device: str | None = None
+    nice: int = 0  # added to the child's scheduling niceness (POSIX): > 0 lets the window win the CPU
 
     def __post_init__(self) -> None:
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice must be 0..19, got {self.nice}")
         if self.threads < 0:
             raise ValueError(f"threads must be 0 (all cores) or more, got {self.threads}")
         if self.device is not None and self.device not in DEVICES:
@@ -147,6 +150,8 @@ def _apply_options(options: ComputeOptions) -> None:
     """Torch's CPU threads and a CUDA check; a child that has not imported torch (a torch-free
     job, or a bare test child) gets ``OMP_NUM_THREADS`` instead of paying the import here."""
     threads = options.threads if options.threads > 0 else (os.cpu_count() or 1)
+    if options.nice and hasattr(os, "nice"):
+        os.nice(options.nice)
     if "torch" not in sys.modules and options.device != "cuda":
         os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when a job imports it
         return
@@ -165,6 +170,7 @@ def _child_main(conn, cancel_event, preload: tuple[str, ...]) -> None:
     for module in preload:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
+    conn.send(("ready",))
     try:
         message = conn.recv()
     except (EOFError, OSError):
@@ -208,6 +214,16 @@ class ChildProcess:
         child_conn.close()
         self.started_at = time.monotonic()
         self.used = False
+        self.ready = False  # True once the child has imported ``preload`` (its "ready" message)
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the child to finish its imports (before any job)."""
+        if not self.ready and not self.used and self.conn.poll(timeout_s):
+            try:
+                self.ready = self.conn.recv()[0] == "ready"
+            except (EOFError, OSError):
+                return False
+        return self.ready
 
     @property
     def pid(self) -> int | None:
@@ -260,7 +276,9 @@ class ChildProcess:
                         raise WorkerCrashed(crash_message(self.process.exitcode, stage))
                     continue
                 kind = message[0]
-                if kind == "progress":
+                if kind == "ready":
+                    self.ready = True
+                elif kind == "progress":
                     _, stage, current, total, text, metrics = message
                     if progress is not None and not cancel.cancelled:
                         progress(ProgressEvent(stage, current, total, text, metrics))
@@ -323,6 +341,14 @@ class SpareProcesses:
                 self._idle.remove(child)
             while len(self._idle) < self.size:
                 self._idle.append(ChildProcess(self.preload))
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until every idle child has imported its modules (benchmarks: measure jobs, not
+        imports); True when all are ready in time."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            idle = list(self._idle)
+        return all(c.wait_ready(max(0.0, deadline - time.monotonic())) for c in idle)
 
     @property
     def idle_count(self) -> int:

@@ -60,6 +60,7 @@ def prestart_compute_process() -> None:
     if _jobs_in_process:
         SPARES.refill()
 
+COMPUTE_NICE = 0  # niceness added to compute processes (POSIX); see JobRunner.nice
 PROGRESS_INTERVAL_S = 0.05  # at most ~20 plain progress updates per second reach the GUI
 PENDING, RUNNING, FINISHED, FAILED, CANCELLED = "pending", "running", "finished", "failed", "cancelled"
 
@@ -229,6 +230,7 @@ class JobRunner(QObject):
         self.dialog_parent = dialog_parent
         self._workers: list[Worker] = []
         self._settings = settings  # returns AppSettings; default: load_settings()
+        self.nice = COMPUTE_NICE  # > 0: the compute process yields the CPU to the window first
 
     def compute_options(self) -> ComputeOptions | None:
         """Threads and device for a job's child process from the user's settings (read now, in
@@ -241,7 +243,8 @@ class JobRunner(QObject):
             values = load_settings()
         else:
             values = self._settings()
-        return ComputeOptions(threads=int(values.cpu_threads), device=None if values.device == "auto" else values.device)
+        return ComputeOptions(threads=int(values.cpu_threads), device=None if values.device == "auto" else values.device,
+                              nice=self.nice)
 
     def start(self, worker: Worker, title: str | None = None, show_errors: bool = True) -> Worker:
         """Run ``worker`` in its own thread (its heavy calls in a child process, see the module
