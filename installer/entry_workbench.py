@@ -33,6 +33,11 @@ def selftest() -> int:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    # First: the desktop app computes in spawned child processes, and in a frozen bundle each
+    # child is this executable started again; freeze_support() runs the child and exits.
+    multiprocessing.freeze_support()
     if "--selftest" in sys.argv[1:]:
         raise SystemExit(selftest())
     from workbench.cli import main

@@ -60,6 +60,28 @@ def _garbage_collected_in_gui_thread(qapp):
     collector.deleteLater()
 
 
+@pytest.fixture(autouse=True)
+def _jobs_in_thread(monkeypatch):
+    """GUI tests run jobs in their QThread (the documented WORKBENCH_JOBS_IN_THREAD switch):
+    a child process per small job would cost seconds each. The app's default, a compute
+    process, is tested with the ``jobs_in_process`` fixture (tests/gui/test_gui_process_jobs.py)."""
+    import workbench.gui.workers as workers
+
+    monkeypatch.setattr(workers, "_jobs_in_process", False)
+
+
+@pytest.fixture
+def jobs_in_process(monkeypatch):
+    """Jobs compute in a child process, as in the app, with one torch thread on the CPU."""
+    import workbench.gui.workers as workers
+    from workbench.gui.settings import AppSettings
+
+    monkeypatch.setattr(workers, "_jobs_in_process", True)
+    monkeypatch.setattr(workers.JobRunner, "compute_options",
+                        lambda self: workers.ComputeOptions(threads=1, device="cpu"))
+    return AppSettings(device="cpu", cpu_threads=1)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     import torch

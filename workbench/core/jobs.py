@@ -18,10 +18,13 @@ class Cancelled(Exception):
 
 
 class CancelToken:
-    """Thread-safe flag checked by workers; set from the GUI thread or a signal handler."""
+    """Thread-safe flag checked by workers; set from the GUI thread or a signal handler.
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+    ``event`` may be any object with ``set()``/``is_set()``: a ``multiprocessing`` Event makes
+    the token shared with a compute process (:mod:`workbench.core.process_jobs`)."""
+
+    def __init__(self, event=None) -> None:
+        self._event = event if event is not None else threading.Event()
 
     def cancel(self) -> None:
         self._event.set()

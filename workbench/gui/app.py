@@ -61,19 +61,6 @@ def install_excepthook() -> None:
     sys.excepthook = hook
 
 
-def reserve_gui_core() -> int:
-    """Leave one CPU core to the GUI thread: torch's default uses every core, and then the
-    window stutters while a model trains (worst on 2-4 core laptops). Returns the threads used."""
-    import os
-
-    import torch
-
-    cores = os.cpu_count() or 1
-    if cores > 1 and torch.get_num_threads() >= cores:
-        torch.set_num_threads(cores - 1)
-    return torch.get_num_threads()
-
-
 def install_gui_thread_collector(app) -> None:
     """Python's garbage collector runs in the GUI thread only (see :mod:`.gc_in_gui_thread`); once per app."""
     from workbench.gui.gc_in_gui_thread import GuiThreadCollector, collect_garbage_in_gui_thread
@@ -103,20 +90,28 @@ def create_application(argv: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Start the GUI. ``argv`` (without the program name) may hold a workspace folder to open."""
+    """Start the GUI. ``argv`` (without the program name) may hold a workspace folder to open.
+
+    Torch's threads are not limited here: training and inference compute in a child process
+    (:mod:`workbench.gui.workers`) with the thread count of the settings, and the GUI process
+    keeps its own core by not computing at all."""
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # a frozen bundle started as a compute child runs the child and exits
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("workbench").setLevel(logging.INFO)
     args = list(sys.argv[1:] if argv is None else argv)
     app = create_application([sys.argv[0] if sys.argv else "workbench", *args])
     install_excepthook()
-    reserve_gui_core()
     from workbench.gui.main_window import MainWindow
+    from workbench.gui.workers import prestart_compute_process
 
     workspace_arg = next((a for a in args if not a.startswith("-")), None)
     window = MainWindow(restore_last=workspace_arg is None)
     if workspace_arg:
         window.open_workspace(workspace_arg)
     window.show()
+    prestart_compute_process()  # the first job's child imports torch while the user looks around
     return int(app.exec())
 
 

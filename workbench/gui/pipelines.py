@@ -5,6 +5,14 @@ the core's workflows (:mod:`workbench.core.workflows`, the same ones the CLI run
 takes ``progress`` and ``cancel`` keywords (the worker passes them) and never touches a
 widget or writes to the workspace database: the GUI thread registers results after a
 job finished, so a cancelled or failed job leaves nothing behind.
+
+Which jobs compute in a child process (``process_job``, see :mod:`workbench.gui.workers`):
+training (:func:`train_evaluate_save`), folder inference (:func:`run_inference`) and the test
+split's prediction behind the Threshold and Review steps (:func:`compute_predictions`, through
+:func:`cached_evaluation`). Their results are small (numbers, paths, decisions); the large
+ones (maps) are files the child writes (the model's prediction cache) and the caller reads.
+Importing and loading datasets stay in the worker thread: they read folder listings in well
+under the 3-5 s a child would take to start. No Qt import here: a child imports this module.
 """
 
 from __future__ import annotations
@@ -19,9 +27,14 @@ import numpy as np
 from workbench.core.calibration.policy import InspectionPolicy
 from workbench.core.data import Dataset, DatasetError, load_dataset
 from workbench.core.data.io import list_images
+from workbench.core.evaluation import EvalResult
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
-from workbench.core.workflows import (FolderPrediction, TrainingOutcome, expand_images, predict_images, staged,
-                                      train_evaluate_save)
+from workbench.core.predictions import evaluation_for, load_predictions
+from workbench.core.process_jobs import active_options, call, process_job
+from workbench.core.workflows import FolderPrediction, TrainingOutcome, expand_images, predict_images, staged
+from workbench.core.workflows import train_evaluate_save as _train_evaluate_save
+
+train_evaluate_save = process_job(_train_evaluate_save)  # the core workflow, run in a child by the GUI
 
 
 # ----------------------------------------------------------------------------- import
@@ -135,6 +148,7 @@ def is_provisional(policy: InspectionPolicy) -> bool:
     return "provisional" in (policy.source or "")
 
 
+@process_job
 def run_inference(model_dir: Path, images: list[Path] | str | Path, source: str, device: Any = None, *,
                   policy: InspectionPolicy | None = None, unsaved: bool = False,
                   progress: ProgressCallback | None = None, cancel: CancelToken) -> InferenceSummary:
@@ -156,5 +170,32 @@ def run_inference(model_dir: Path, images: list[Path] | str | Path, source: str,
     return InferenceSummary(Path(model_dir), source, result, unsaved=bool(unsaved and policy is not None))
 
 
-__all__ = ["ImportOutcome", "InferenceSummary", "TrainingOutcome", "import_datasets", "inference_paths",
-           "load_one_dataset", "run_inference", "train_evaluate_save"]
+# ----------------------------------------------------------------------------- predictions of the test split
+@process_job
+def compute_predictions(model_dir: str | Path, dataset: Dataset, device: Any = None, *,
+                        progress: ProgressCallback | None = None, cancel: CancelToken) -> None:
+    """Predict ``dataset``'s test split and store it in the model's prediction cache. Returns
+    nothing: the scores and maps (megabytes) stay in the cache file for the caller to read."""
+    evaluation_for(model_dir, dataset, device=device, progress=progress, cancel=cancel)
+
+
+def cached_evaluation(model_dir: str | Path, dataset: Dataset, *, progress: ProgressCallback | None = None,
+                      cancel: CancelToken) -> EvalResult:
+    """The model's evaluation on the test split: from the cache when it is there; otherwise
+    predicted by :func:`compute_predictions` (in a child process when the worker runs one, see
+    :mod:`workbench.gui.workers`) and read back from the cache it wrote."""
+    cached = load_predictions(model_dir, dataset)
+    if cached is not None:
+        return cached
+    if active_options() is None:  # running in this thread: no need to go through the file
+        return evaluation_for(model_dir, dataset, progress=progress, cancel=cancel)
+    call(compute_predictions, model_dir, dataset, progress=progress, cancel=cancel)
+    result = load_predictions(model_dir, dataset)
+    if result is None:
+        raise RuntimeError(f"The predictions of the model in {model_dir} were computed but could not be read back "
+                           "from its prediction cache; check that the model folder is writable and try again.")
+    return result
+
+
+__all__ = ["ImportOutcome", "InferenceSummary", "TrainingOutcome", "cached_evaluation", "compute_predictions",
+           "import_datasets", "inference_paths", "load_one_dataset", "run_inference", "train_evaluate_save"]

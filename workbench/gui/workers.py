@@ -8,11 +8,26 @@ there. Anything connected to a Worker's signals runs in the GUI thread, whatever
 
 Cancellation is cooperative (see :mod:`workbench.core.jobs`): :meth:`Worker.cancel` sets the
 token and the core raises ``Cancelled`` at its next step, which becomes ``cancelled``.
+
+Heavy jobs compute in a child process (:mod:`workbench.core.process_jobs`): functions marked
+with ``process_job`` (training, evaluation, folder inference, the prediction of the Threshold and
+Review steps; see :mod:`.pipelines`) are sent to a spawned child by the worker's QThread, which
+waits for the child's messages and emits the same signals. The GUI process then keeps its GIL
+and its cores for the window, and a crash in a method ends only the child (``failed`` with a
+clear message). The torch threads and device of the child come from the settings
+(:func:`~workbench.gui.settings.load_settings`), read by :class:`JobRunner` when a job starts.
+Small jobs (import, label exchange, metrics from cached predictions, one reconstruction) run in
+the QThread: a child would cost more to start than they take.
+
+Switch: ``WORKBENCH_JOBS_IN_THREAD=1`` in the environment (or :func:`set_jobs_in_process`)
+runs every job in its QThread as before; the GUI tests use it so that each small job does not
+pay a process start, and test the process path explicitly.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from typing import Any, Callable
@@ -21,9 +36,31 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtWidgets import QWidget
 
 from workbench.core.jobs import CancelToken, Cancelled, ProgressEvent
+from workbench.core.process_jobs import (SPARES, ChildJobError, ChildProcess, ComputeOptions, WorkerCrashed, call,
+                                         compute_in_process)
 
 log = logging.getLogger(__name__)
+_jobs_in_process = os.environ.get("WORKBENCH_JOBS_IN_THREAD", "").strip().lower() not in ("1", "true", "yes")
 
+
+def jobs_in_process() -> bool:
+    """True (the default) when :class:`JobRunner` sends heavy jobs to a child process."""
+    return _jobs_in_process
+
+
+def set_jobs_in_process(enabled: bool) -> None:
+    """Process (default) or QThread execution for jobs started from now on; see the module text."""
+    global _jobs_in_process
+    _jobs_in_process = bool(enabled)
+
+
+def prestart_compute_process() -> None:
+    """Start the spare child now (it imports torch in the background), so the first job starts
+    at once instead of 3-5 s later. Nothing happens when jobs run in threads."""
+    if _jobs_in_process:
+        SPARES.refill()
+
+COMPUTE_NICE = 0  # niceness added to compute processes (POSIX); see JobRunner.nice
 PROGRESS_INTERVAL_S = 0.05  # at most ~20 plain progress updates per second reach the GUI
 PENDING, RUNNING, FINISHED, FAILED, CANCELLED = "pending", "running", "finished", "failed", "cancelled"
 
@@ -45,6 +82,11 @@ class _Task(QObject):
         self._fn, self._args, self._kwargs, self._token = fn, args, kwargs, token
         self._last_emit = 0.0
         self._last_stage: str | None = None
+        self.options: ComputeOptions | None = None  # set before start: heavy calls go to a child
+        self.child: ChildProcess | None = None  # the child computing right now (set in the worker thread)
+
+    def _on_child(self, child: ChildProcess | None) -> None:
+        self.child = child
 
     def report(self, event: ProgressEvent) -> None:
         """Progress sink handed to the core. Coalesces plain updates so that a tight loop
@@ -60,9 +102,14 @@ class _Task(QObject):
     @Slot()
     def run(self) -> None:
         try:
-            result = self._fn(*self._args, progress=self.report, cancel=self._token, **self._kwargs)
+            with compute_in_process(self.options, on_child=self._on_child):
+                result = call(self._fn, *self._args, progress=self.report, cancel=self._token, **self._kwargs)
         except Cancelled:
             self.done.emit(CANCELLED, None)
+        except ChildJobError as exc:  # raised in the child: its own traceback is the useful one
+            self.done.emit(FAILED, (error_message(exc), exc.details))
+        except WorkerCrashed as exc:  # the child died: the message says what happened and what is safe
+            self.done.emit(FAILED, (error_message(exc), traceback.format_exc()))
         except Exception as exc:  # every failure reaches the user as a dialog, never a crash
             self.done.emit(FAILED, (error_message(exc), traceback.format_exc()))
         else:
@@ -116,8 +163,26 @@ class Worker(QObject):
         self._thread.start()
 
     def cancel(self) -> None:
-        """Ask the job to stop at its next step (safe to call from the GUI thread any time)."""
+        """Ask the job to stop at its next step (safe to call from the GUI thread any time); a
+        child process that does not stop within half a second is terminated."""
         self.token.cancel()
+
+    @property
+    def compute_options(self) -> ComputeOptions | None:
+        """Threads and device of the child process; None runs the job in the QThread."""
+        return self._task.options
+
+    @compute_options.setter
+    def compute_options(self, options: ComputeOptions | None) -> None:
+        if self._started:
+            raise RuntimeError("Set compute_options before the worker starts.")
+        self._task.options = options
+
+    @property
+    def process_pid(self) -> int | None:
+        """Process id of the child computing this job right now (None: none, or in-thread)."""
+        child = self._task.child
+        return None if child is None else child.pid
 
     @property
     def running(self) -> bool:
@@ -159,15 +224,35 @@ class JobRunner(QObject):
 
     activeCountChanged = Signal(int)
 
-    def __init__(self, dialog_parent: QWidget | None = None, parent: QObject | None = None) -> None:
+    def __init__(self, dialog_parent: QWidget | None = None, parent: QObject | None = None,
+                 settings: Callable[[], Any] | None = None) -> None:
         super().__init__(parent)
         self.dialog_parent = dialog_parent
         self._workers: list[Worker] = []
+        self._settings = settings  # returns AppSettings; default: load_settings()
+        self.nice = COMPUTE_NICE  # > 0: the compute process yields the CPU to the window first
+
+    def compute_options(self) -> ComputeOptions | None:
+        """Threads and device for a job's child process from the user's settings (read now, in
+        the GUI thread: a child never reads QSettings); None when jobs run in threads."""
+        if not _jobs_in_process:
+            return None
+        if self._settings is None:
+            from workbench.gui.settings import load_settings
+
+            values = load_settings()
+        else:
+            values = self._settings()
+        return ComputeOptions(threads=int(values.cpu_threads), device=None if values.device == "auto" else values.device,
+                              nice=self.nice)
 
     def start(self, worker: Worker, title: str | None = None, show_errors: bool = True) -> Worker:
-        """Run ``worker`` in its own thread. Failures open an error dialog unless told not to."""
+        """Run ``worker`` in its own thread (its heavy calls in a child process, see the module
+        text). Failures open an error dialog unless told not to."""
         if title:
             worker.title = title
+        if worker.compute_options is None and not worker._started:
+            worker.compute_options = self.compute_options()
         self._workers.append(worker)
         if show_errors:
             worker.failed.connect(lambda msg, details, w=worker: self._show_error(w, msg, details))

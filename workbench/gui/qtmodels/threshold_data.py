@@ -30,7 +30,7 @@ from workbench.core.methods.package import read_metadata
 from workbench.core.metrics import Confusion, Curve, ProCurve, downsample_curve, pr_curve, pro_curve, roc_curve
 from workbench.core.labels.reviewed import evaluate_reviewed
 from workbench.core.labels.storage import label_key
-from workbench.core.predictions import evaluation_for
+from workbench.gui.pipelines import cached_evaluation  # predicts in the job's child process when needed
 
 PRO_PLOT_POINTS = 1000  # the thinned PRO curve keeps this many points (plot and operating-point look-up)
 PIXEL_VALUE_PRESETS = ("f1", "good_max")  # the core's pixel presets that give a value ("none" gives none)
@@ -214,7 +214,7 @@ def prepare_threshold_data(model_dir: str | Path, dataset: Dataset, *, labels: d
     calibrations stored in the package. With reviewed ``labels`` (from the Review step), the
     reviewed verdicts and masks are the ground truth. Scores and pixel metrics use the ROI /
     ignore masks of ``area`` (default: the package's saved policy)."""
-    evaluation = evaluation_for(model_dir, dataset, progress=progress, cancel=cancel)
+    evaluation = cached_evaluation(model_dir, dataset, progress=progress, cancel=cancel)
     cancel.raise_if_cancelled()
     base_records = list(evaluation.records)
     if labels:

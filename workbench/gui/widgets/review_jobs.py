@@ -22,7 +22,7 @@ from workbench.core.labels import (
 )
 from workbench.core.methods.base import AnomalyModel
 from workbench.core.methods.package import load_model, read_metadata
-from workbench.core.predictions import evaluation_for
+from workbench.gui.pipelines import cached_evaluation  # predicts in the job's child process when needed
 from workbench.core.visualize import heat_overlay
 from workbench.gui.imaging import resize_to, rgb_to_qimage
 from workbench.gui.widgets.review_frames import MapSettings
@@ -39,7 +39,7 @@ def load_predictions(model_dir: Path, dataset: Dataset, *, progress: ProgressCal
                      cancel: CancelToken) -> Predictions:
     """The active model's scores and maps on the test split (cached in the model folder)."""
     metadata = read_metadata(model_dir)
-    result = evaluation_for(model_dir, dataset, progress=progress, cancel=cancel)
+    result = cached_evaluation(model_dir, dataset, progress=progress, cancel=cancel)
     return Predictions(Path(model_dir), result, metadata)
 
 
