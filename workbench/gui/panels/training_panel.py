@@ -78,10 +78,14 @@ class TrainingPanel(QWidget):
         outer.setChildrenCollapsible(False)
         outer.addWidget(top)
         outer.addWidget(self._build_models())
-        outer.setStretchFactor(0, 3)
-        outer.setStretchFactor(1, 2)
+        # The models box keeps its four-row minimum; every other pixel goes to the form and progress.
+        outer.setStretchFactor(0, 4)
+        outer.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(outer)
+        # What training will use, on one line across the panel (in the narrow Parameters column it
+        # wrapped to five lines and left the form room for six parameters at 768 px).
+        layout.addWidget(self.dataset_label)
+        layout.addWidget(outer, 1)
 
         session.datasetChanged.connect(self._on_dataset_changed)
         session.workspaceChanged.connect(lambda _ws: self._restore_params())
@@ -104,8 +108,8 @@ class TrainingPanel(QWidget):
         self.method_description.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         box = QGroupBox("Method")
         lay = QVBoxLayout(box)
-        lay.addWidget(self.method_view, 1)
-        lay.addWidget(self.method_description, 2)
+        lay.addWidget(self.method_view, 1)  # the list takes the room; the description its text's height
+        lay.addWidget(self.method_description)
         return box
 
     def _build_params(self) -> QWidget:
@@ -136,7 +140,6 @@ class TrainingPanel(QWidget):
         box = QGroupBox("Parameters")
         lay = QVBoxLayout(box)
         lay.addWidget(scroll, 1)
-        lay.addWidget(self.dataset_label)
         lay.addLayout(buttons)
         return box
 
