@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,46 @@ def fitted_method(tiny_images):
     def get(name: str):
         if name not in cache:
             events: list = []
-            model = create_method(name, device="cpu", **METHODS[name].tiny_params)
+            with recording_param_reads():
+                model = create_method(name, device="cpu", **METHODS[name].tiny_params)
             cache[name] = (model.fit(tiny_images["train"], progress=events.append), events)
         return cache[name]
 
     return get
+
+
+class ParamReads:
+    """Wraps a method's typed parameter view (``model.p``) and notes every name read from it,
+    so a test can tell which schema parameters a method really uses."""
+
+    __slots__ = ("_view", "reads")
+
+    def __init__(self, view) -> None:
+        object.__setattr__(self, "_view", view)
+        object.__setattr__(self, "reads", set())
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):  # not a parameter (copy/pickle probing a half-built object)
+            raise AttributeError(name)
+        value = getattr(self._view, name)
+        self.reads.add(name)
+        return value
+
+    def __setattr__(self, name: str, value) -> None:
+        import dataclasses
+
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+@contextmanager
+def recording_param_reads():
+    """Methods created inside get a :class:`ParamReads` as ``model.p`` (reads in ``__init__``
+    count too)."""
+    from workbench.core.methods import base
+
+    original = base.params_view
+    base.params_view = lambda owner, schema, values: ParamReads(original(owner, schema, values))
+    try:
+        yield
+    finally:
+        base.params_view = original

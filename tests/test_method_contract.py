@@ -61,6 +61,22 @@ def test_params_are_a_typed_read_only_view_of_the_schema(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_every_parameter_in_the_schema_is_read_by_the_method(name, fitted_method, tiny_images):
+    """The schema is what the CLI and the GUI form offer (the form is built from it, see
+    tests/gui/test_gui_param_form.py), so a parameter the method never reads is a knob that does
+    nothing (as Backbone/Weights were on the autoencoder's form). Every parameter must be read
+    from ``model.p`` while the method is built, fitted and predicts; ``backbone`` and ``weights``
+    count as read when the backbone was built from them."""
+    model, _events = fitted_method(name)
+    model.predict(tiny_images["good"][:1] + tiny_images["bad"][:1])
+    reads = set(model.p.reads)
+    if model._extractor is not None:
+        reads |= {"backbone", "weights"}
+    unread = [p.name for p in model.schema() if p.name not in reads]
+    assert not unread, f"{name} offers parameters it never reads: {unread}"
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_predict_before_fit_is_a_clear_error(name, tiny_images):
     with pytest.raises(RuntimeError, match="not trained yet"):
         create_method(name, device="cpu", **METHODS[name].tiny_params).predict(tiny_images["good"][:1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import math
 import os
 import sys
@@ -391,7 +392,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from workbench.gui.app import main as gui_main
+    from workbench.gui.logfile import setup_log_file
+
+    setup_log_file()  # before Qt is imported, so a failing start is in the log file too
+    try:
+        from workbench.gui.app import main as gui_main
+    except ImportError:
+        logging.getLogger("workbench.gui").exception("the desktop application cannot start")
+        raise
 
     return int(gui_main([args.workspace] if args.workspace else []))
 

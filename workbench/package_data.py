@@ -21,6 +21,8 @@ SAMPLE_MODELS = "sample_models"
 APP_ICON = "icons/workbench.png"
 APP_ICON_SVG = "icons/workbench.svg"
 STYLE_SHEET = "style.qss"
+DARK_STYLE_SHEET = "style-dark.qss"
+THEME_STYLE_SHEETS = {"light": STYLE_SHEET, "dark": DARK_STYLE_SHEET}  # the settings dialog's themes
 
 
 def package_dir(name: str) -> Path:

@@ -6,7 +6,8 @@ Run under a virtual X server the size of a laptop screen, e.g.::
 
 It opens the sample workspace (with its shipped pre-trained models) in a throw-away user data
 folder and settings file, sizes the window to the screen less a title bar, shows each step and
-writes ``laptop-1366-<step>.png`` next to this script.
+writes ``laptop-1366-<step>.png`` next to this script. On another screen size the files are
+named after its width (``desktop-1920-<step>.png``); ``--steps threshold review`` limits the steps.
 """
 
 from __future__ import annotations
@@ -25,15 +26,19 @@ STEPS = ("dataset", "training", "threshold", "review")
 def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
     os.environ["XDG_DATA_HOME"] = str(scratch / "data")  # the sample workspace goes here
+    os.environ["XDG_CONFIG_HOME"] = str(scratch / "config")  # default settings: the light theme
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from workbench.gui.app import create_application
     from workbench.gui.main_window import MainWindow
 
-    app = create_application(sys.argv)
+    args = sys.argv[1:]
+    wanted = set(args[args.index("--steps") + 1:]) if "--steps" in args else set(STEPS)
+    app = create_application(sys.argv[:1])
     win = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat), restore_last=False)
     area = app.primaryScreen().availableGeometry()
+    prefix = "laptop-1366" if area.width() <= 1366 else f"desktop-{area.width()}"
     win.setGeometry(area.x(), area.y() + TITLE_BAR, area.width(), area.height() - TITLE_BAR)
     win.show()
 
@@ -50,7 +55,8 @@ def main() -> int:
     if not pump(300, lambda: win.session.active_model is not None and not win.jobs.active_count):
         print("the sample workspace did not open with a model", file=sys.stderr)
         return 1
-    for index, key in enumerate(STEPS):
+    last = max(STEPS.index(key) for key in wanted)
+    for index, key in enumerate(STEPS[:last + 1]):
         win.go_to_step(index)
         if key == "threshold":
             pump(300, lambda: win.threshold_panel.data is not None and not win.jobs.active_count)
@@ -58,7 +64,9 @@ def main() -> int:
             panel = win.review_panel
             pump(300, lambda: panel.predictions is not None and panel.frame is not None)
         pump(1.5)
-        out = HERE / f"laptop-1366-{key}.png"
+        if key not in wanted:
+            continue
+        out = HERE / f"{prefix}-{key}.png"
         win.grab().save(str(out))
         print(f"{out.name}: window {win.width()}x{win.height()}")
     win.close()

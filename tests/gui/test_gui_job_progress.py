@@ -102,3 +102,35 @@ def test_an_empty_score_histogram_has_no_axes_but_a_note(qtbot):
     assert item.getAxis("left").isVisible() and item.getAxis("bottom").isVisible() and not plot.note.isVisible()
     plot.set_scores(np.empty(0), np.empty(0))
     assert not item.getAxis("bottom").isVisible() and plot.note.isVisible()
+
+
+def test_empty_roc_pr_and_pro_plots_show_a_note_not_axes(qtbot):
+    """Before data (and when a curve cannot be drawn) the curve plots show a short text instead of
+    0..1 axes with a chance diagonal or an FPR band that look like a result; with a curve they
+    show axes, curve and legend, and the note is gone."""
+    import numpy as np
+
+    from workbench.core.metrics import pro_curve, roc_curve
+    from workbench.gui.widgets.threshold_plots import CurvePlot, ProPlot
+
+    roc = CurvePlot("ROC", "false-alarm rate", "recall", diagonal=True, legend=True)
+    pro = ProPlot()
+    for plot in (roc, pro):
+        qtbot.addWidget(plot)
+        plot.show()
+        item = plot.getPlotItem()
+        assert plot.note.isVisible() and plot.note.toPlainText() == "No data yet"
+        assert not item.getAxis("left").isVisible() and not item.getAxis("bottom").isVisible()
+        assert not item.getViewBox().childGroup.isVisible() and not item.legend.isVisible()
+    labels, scores = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])
+    roc.set_curve(roc_curve(labels, scores), "ROC (AUROC 0.75)")
+    mask = np.zeros((8, 8), np.uint8)
+    mask[2:4, 2:4] = 1
+    pro.set_curve(pro_curve([mask], [np.random.default_rng(0).random((8, 8)) + mask]), 0.5)
+    for plot in (roc, pro):
+        item = plot.getPlotItem()
+        assert not plot.note.isVisible() and item.getAxis("left").isVisible() and item.legend.isVisible()
+        assert item.getViewBox().childGroup.isVisible() and plot.curve.isVisible()
+    roc.set_curve(None, note="Needs defective test images")
+    assert roc.note.isVisible() and roc.note.toPlainText() == "Needs defective test images"
+    assert not roc.getPlotItem().getAxis("bottom").isVisible()

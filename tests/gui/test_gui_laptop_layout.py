@@ -9,6 +9,12 @@ at the right edge, nothing squashed into a sliver.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from PySide6.QtCore import QModelIndex, QPoint, QRect, QSize
 from PySide6.QtWidgets import (
@@ -19,6 +25,8 @@ from PySide6.QtWidgets import (
 from workbench.gui.qtmodels.roles import ObjectRole
 
 TITLE_BAR = 38  # what a desktop's window frame takes off the screen height
+EXPECT_RATIO = "WORKBENCH_TEST_DEVICE_PIXEL_RATIO"
+REPO = Path(__file__).resolve().parents[2]
 STEP_KEYS = ("dataset", "training", "threshold", "review")
 CONTROLS = (QAbstractButton, QAbstractItemView, QAbstractSpinBox, QComboBox, QLineEdit, QSlider,
             QGraphicsView, QPlainTextEdit)  # graphics views: the plots
@@ -108,11 +116,53 @@ def test_every_step_fits_the_screen(qtbot, styled, sample_window, screen):
     win = sample_window
     win.resize(width, height)
     qtbot.wait(50)
+    expected_ratio = os.environ.get(EXPECT_RATIO)  # set by the 200 % test below, which runs this one
+    if expected_ratio:
+        assert win.screen().geometry().size().toTuple() == screen
+        assert win.devicePixelRatio() == float(expected_ratio) and win.grab().width() == width * 2
     assert (win.width(), win.height()) == (width, height), (
         f"the window cannot be {width}x{height}: its minimum is {win.minimumSizeHint().toTuple()}")
     problems = visit_steps(qtbot, win)
     assert not any(problems.values()), "\n".join(f"{k}: {p}" for k, ps in problems.items() for p in ps)
     assert (win.width(), win.height()) == (width, height), "a step made the window grow"
+
+
+def test_every_step_fits_a_hidpi_laptop_at_200_percent(tmp_path):
+    """A HiDPI laptop: a 2732 x 1536 panel at 200 % scaling is a 1366 x 768 logical screen with
+    a device pixel ratio of 2. Qt fixes the scale at start-up, so the 1366 x 768 test above runs
+    again in a fresh process on such a screen (Qt's offscreen platform with a screen of that
+    size and QT_SCALE_FACTOR=2), with the same assertions plus the screen's size and ratio."""
+    config = tmp_path / "hidpi-screen.json"
+    config.write_text(json.dumps({"screens": [{"name": "hidpi-laptop", "x": 0, "y": 0, "width": 2732,
+                                               "height": 1536, "logicalDpi": 96, "logicalBaseDpi": 96,
+                                               "dpr": 1}]}))
+    env = {**os.environ, "QT_QPA_PLATFORM": f"offscreen:configfile={config}", "QT_SCALE_FACTOR": "2",
+           EXPECT_RATIO: "2", "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    test = f"{Path(__file__).resolve()}::test_every_step_fits_the_screen[laptop-1366x768]"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_saved_geometry_that_fits_the_screen_is_restored(qtbot, settings, shown_errors, app_dirs, monkeypatch):
+    from workbench.gui.main_window import MainWindow
+
+    monkeypatch.setattr(MainWindow, "_available", lambda self: QRect(0, 0, 1366, 768))
+    first = MainWindow(settings, restore_last=False)
+    qtbot.addWidget(first)
+    first.show()
+    default = first.geometry().getRect()
+    first.setGeometry(40, 50, 1250, 690)  # fits the laptop, title bar included
+    qtbot.wait(20)
+    saved = first.geometry().getRect()
+    assert saved != default
+    first.close()
+    again = MainWindow(settings, restore_last=False)
+    qtbot.addWidget(again)
+    # restoreGeometry clamps the width to Qt's 800 px offscreen screen; top and height are kept
+    # (the default placement would be at the top of the screen, 730 px high)
+    rect = again.geometry()
+    assert (rect.y(), rect.height()) == (saved[1], saved[3]) != (default[1], default[3])
 
 
 def test_saved_geometry_is_used_only_when_it_fits_the_screen(qtbot, settings, shown_errors, app_dirs, monkeypatch):
@@ -178,3 +228,28 @@ def test_threshold_plots_have_axis_labels_and_legends_outside_the_curves(qtbot, 
         if legend is not None and legend.items:
             assert not legend.sceneBoundingRect().intersects(item.getViewBox().sceneBoundingRect()), (
                 f"{item.titleLabel.text!r}: the legend covers the curves")
+
+
+def test_training_step_shows_the_form_and_methods_at_768_px(qtbot, styled, sample_window):
+    """At 1366 x 768 the Method & Training step shows at least 8 parameters and 3 methods without
+    scrolling (it showed 7 and 2: the dataset line wrapped to five lines inside the Parameters
+    column, and the method description took a fixed share of the Method column), and an empty
+    inference summary takes no row."""
+    win = sample_window
+    win.resize(1366, 768 - TITLE_BAR)
+    assert win.go_to_step(1)
+    qtbot.wait(50)
+    panel = win.training_panel
+    viewport = panel.findChild(QScrollArea, "paramScroll").viewport()
+    shown = [name for name, editor in panel.form().editors.items()
+             if viewport.rect().contains(QRect(editor.mapTo(viewport, QPoint(0, 0)), editor.size()))]
+    assert len(shown) >= 8, shown
+    view = panel.method_view
+    rows = [r for r in range(view.model().rowCount())
+            if view.viewport().rect().contains(view.visualRect(view.model().index(r, 0)))]
+    assert len(rows) >= 3, rows
+    assert panel.dataset_label.isVisible() and panel.dataset_label.height() < 2.5 * panel.fontMetrics().height()
+    summary = panel.models_box.summary
+    assert not summary.isVisible()
+    summary.setText("Scored 6 image(s)")
+    assert summary.isVisible()

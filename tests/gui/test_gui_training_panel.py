@@ -166,3 +166,34 @@ def test_switching_workspace_cancels_training_cleanly(qtbot, imported, record_th
         assert not any(reopened.models_dir.iterdir())
     assert imported.session.workspace.models() == []
     assert shown_errors == []
+
+
+def test_form_says_how_many_good_images_are_held_out_and_why(tmp_path):
+    """40 good images: the form says 36 are fitted and 4 held out for good-score statistics, the
+    counts core's training (train_model) uses; under 10 images nothing is held out."""
+    from tests.gui.conftest import make_tiny_mvtec
+    from workbench.core.data import load_dataset
+    from workbench.core.training import training_split
+
+    root = make_tiny_mvtec(tmp_path / "data", categories=("widget",), n_train=40, n_good=1, n_bad=1)
+    dataset = load_dataset(root, category="widget")
+    split = training_split(dataset, seed=0)
+    assert (len(split.fit), len(split.holdout), split.from_val) == (36, 4, False)
+    assert training_panel.good_images_text(dataset) == (
+        "40 good images: 36 to fit, 4 held out to measure good-score statistics")
+    small = load_dataset(make_tiny_mvtec(tmp_path / "small", categories=("widget",), n_train=8, n_good=1,
+                                         n_bad=1), category="widget")
+    assert "none held out" in training_panel.good_images_text(small)
+
+
+def test_training_split_is_what_training_uses(tmp_path, monkeypatch):
+    """train_model fits on exactly training_split's images and scores its held-out ones."""
+    from tests.gui.conftest import make_tiny_mvtec
+    from workbench.core import training
+    from workbench.core.data import load_dataset
+
+    dataset = load_dataset(make_tiny_mvtec(tmp_path / "data", categories=("widget",), n_train=20, n_good=1,
+                                           n_bad=1), category="widget")
+    split = training.training_split(dataset, seed=3)
+    result = training.train_model(dataset, "padim", {"image_size": 64, "seed": 3}, device="cpu")
+    assert (result.n_train, result.n_holdout) == (len(split.fit), len(split.holdout)) == (18, 2)

@@ -21,6 +21,20 @@ from workbench.core.methods import AnomalyModel, create_method
 from workbench.core.methods.images import LazyImages
 
 
+HOLDOUT_FRACTION = 0.1  # of the good training images, when the dataset has no 'val' split
+
+
+@dataclass(frozen=True)
+class TrainingSplit:
+    """Which good images a training fits on and which it holds out to measure good-score
+    statistics (heat-map normalisation, the provisional threshold). ``from_val``: the held-out
+    images are the dataset's own 'val' split rather than a slice of the training images."""
+
+    fit: list[ImageRecord]
+    holdout: list[ImageRecord]
+    from_val: bool
+
+
 @dataclass
 class TrainResult:
     model: AnomalyModel
@@ -40,8 +54,19 @@ def split_holdout(records: list[ImageRecord], fraction: float, seed: int) -> tup
             [r for i, r in enumerate(records) if i in hold])
 
 
+def training_split(dataset: Dataset, seed: int = 0, holdout_fraction: float = HOLDOUT_FRACTION) -> TrainingSplit:
+    """The split :func:`train_model` uses: the dataset's good 'val' images when it has some,
+    else a seeded ``holdout_fraction`` of the good training images (none below 10 images).
+    The GUI shows the counts from here, so what it says is what training does."""
+    val_goods = [r for r in dataset.split("val") if r.is_good]
+    if val_goods:
+        return TrainingSplit(list(dataset.train), val_goods, True)
+    fit, holdout = split_holdout(list(dataset.train), holdout_fraction, seed)
+    return TrainingSplit(fit, holdout, False)
+
+
 def train_model(dataset: Dataset, method: str, params: dict[str, Any] | None = None, device=None,
-                holdout_fraction: float = 0.1, progress: ProgressCallback | None = None,
+                holdout_fraction: float = HOLDOUT_FRACTION, progress: ProgressCallback | None = None,
                 cancel: CancelToken | None = None) -> TrainResult:
     """Fit ``method`` on the good training images of ``dataset`` and record score statistics."""
     model = create_method(method, device=device, **(params or {}))
@@ -49,11 +74,8 @@ def train_model(dataset: Dataset, method: str, params: dict[str, Any] | None = N
     if not goods:
         raise ValueError(f"Dataset '{dataset.name}' has no good training images ({dataset.root}). "
                          "An unsupervised method needs good images to learn from: put them in train/good.")
-    val_goods = [r for r in dataset.split("val") if r.is_good]
-    if val_goods:
-        train_recs, hold_recs = goods, val_goods
-    else:
-        train_recs, hold_recs = split_holdout(goods, holdout_fraction, int(model.params["seed"]))
+    split = training_split(dataset, int(model.params["seed"]), holdout_fraction)
+    train_recs, hold_recs = split.fit, split.holdout
     start = time.perf_counter()
     model.fit(LazyImages([r.path for r in train_recs]), progress, cancel)
     fit_seconds = time.perf_counter() - start

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import traceback
 from pathlib import Path
 from types import TracebackType
@@ -32,17 +33,17 @@ def app_icon():
     return QApplication.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogContentsView)
 
 
-def load_style_sheet() -> str:
-    path = style_sheet_path()
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""
+def load_style_sheet(theme: str = "light") -> str:
+    """The style sheet of ``theme`` (see :mod:`workbench.gui.theme`)."""
+    from workbench.gui.theme import load_style_sheet as theme_sheet
+
+    return theme_sheet(theme)
 
 
 def install_excepthook() -> None:
-    """An exception escaping a slot shows the error dialog instead of killing the app (or
-    vanishing into a console the engineer never sees)."""
+    """An exception escaping a slot goes to the log file and shows the error dialog instead of
+    killing the app (or vanishing into a console the engineer never sees). An exception ending
+    a plain Python thread goes to the log file too."""
 
     def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         if issubclass(kind, KeyboardInterrupt):
@@ -52,13 +53,25 @@ def install_excepthook() -> None:
         logging.getLogger("workbench.gui").error("Unhandled exception\n%s", details)
         from PySide6.QtWidgets import QApplication
 
+        from workbench.gui.logfile import current_log_file, flush_log_file
         from workbench.gui.widgets import errors
 
+        flush_log_file()
+        log_file = current_log_file()
+        where = f" The details are also in the log file {log_file}." if log_file else ""
         errors.show_error(QApplication.activeWindow(), "Unexpected error",
                           f"{kind.__name__}: {exc}\n\nThe last action did not complete; your "
-                          "workspace is safe. Please report this with the details below.", details)
+                          f"workspace is safe. Please report this with the details below.{where}", details)
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        logging.getLogger("workbench.gui").error(
+            "Unhandled exception in thread %s", args.thread.name if args.thread else "?",
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
     sys.excepthook = hook
+    threading.excepthook = thread_hook
 
 
 def install_gui_thread_collector(app) -> None:
@@ -80,13 +93,26 @@ def create_application(argv: list[str]):
     app.setOrganizationDomain(ORG_DOMAIN)
     app.setApplicationVersion(workbench.__version__)
     app.setStyle("Fusion")  # identical look on Windows, macOS and Linux; the QSS builds on it
-    app.setStyleSheet(load_style_sheet())
+    from workbench.gui.settings import load_settings
+    from workbench.gui.theme import apply_theme
+
+    apply_theme(load_settings().theme, app)  # the theme chosen in Settings, from the first window on
     app.setWindowIcon(app_icon())
     install_gui_thread_collector(app)
     import pyqtgraph as pg
 
     pg.setConfigOptions(background="w", foreground="#374151", antialias=True)
     return app
+
+
+def configure_logging() -> Path | None:
+    """Warnings to stderr (when there is a console), the workbench's INFO and up to the rotating
+    log file in the user log folder (:mod:`workbench.gui.logfile`); returns the file's path."""
+    from workbench.gui.logfile import setup_log_file
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("workbench").setLevel(logging.INFO)
+    return setup_log_file()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     import multiprocessing
 
     multiprocessing.freeze_support()  # a frozen bundle started as a compute child runs the child and exits
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("workbench").setLevel(logging.INFO)
+    configure_logging()
     args = list(sys.argv[1:] if argv is None else argv)
     app = create_application([sys.argv[0] if sys.argv else "workbench", *args])
     install_excepthook()

@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QSize, Qt, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QSettings, QSize, Qt, QUrl, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QApplication, QFileDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox,
     QStackedWidget, QStyle, QWidget,
@@ -204,6 +204,12 @@ class MainWindow(QMainWindow):
                                        sp.SP_BrowserStop, "Cancel the running job")
         self.step_actions = [self._action(f"Go to step {i}", lambda i=i: self.go_to_step(i - 1), f"Ctrl+{i}")
                              for i in range(1, len(STEPS) + 1)]
+        self.act_settings = self._action("&Settings…", self.show_settings, "Ctrl+,", None,
+                                         "Compute device, CPU threads and theme")
+        self.act_shortcuts = self._action("&Keyboard shortcuts", self.show_shortcuts, "F1", None,
+                                          "Every key of the window and of each step")
+        self.act_log_file = self._action("Show &log file", self.show_log_file, None, None,
+                                         "Open the log file (warnings and error details for a support request)")
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -223,8 +229,13 @@ class MainWindow(QMainWindow):
             action.setText(step.title.replace("&", "&&"))
             if step.available:  # later steps keep their shortcut (it explains) but stay off the menu
                 go_menu.addAction(action)
+        tools_menu = self.menuBar().addMenu("&Tools")
+        tools_menu.addAction(self.act_settings)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self.act_sample)
+        help_menu.addSeparator()
+        help_menu.addAction(self.act_shortcuts)
+        help_menu.addAction(self.act_log_file)
         help_menu.addSeparator()
         help_menu.addAction(self.act_about)
         self._fill_recent_menu()
@@ -416,6 +427,51 @@ class MainWindow(QMainWindow):
                           f"<b>Anomaly Inspection Workbench</b> {workbench.__version__}<br>"
                           "Unsupervised visual inspection: train on good parts, find defects.<br>"
                           f"Compute: {device_description()}")
+
+    def show_settings(self) -> bool:
+        """Tools > Settings: saved through :mod:`workbench.gui.settings`; True when OK was pressed."""
+        from workbench.gui.widgets.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, self)
+        accepted = self._exec(dialog)
+        if accepted:
+            self.device_label.setText(device_description())
+        return accepted
+
+    def shortcut_entries(self):
+        """Every key of this window, read from its live actions and shortcuts."""
+        from workbench.gui.widgets.shortcuts_dialog import collect_shortcuts
+
+        titles = {step.key: step.title for step in STEPS}
+        return collect_shortcuts(self, {page: titles[key] for key, page in self.pages.items()})
+
+    def show_shortcuts(self) -> None:
+        from workbench.gui.widgets.shortcuts_dialog import ShortcutsDialog
+
+        self._exec(ShortcutsDialog(self.shortcut_entries(), self))
+
+    def _exec(self, dialog) -> bool:
+        """Run a modal dialog (a method so tests can answer it without blocking)."""
+        return dialog.exec() == dialog.DialogCode.Accepted
+
+    def log_file(self) -> Path | None:
+        """The log file, set up now if the app started without one (flushed, so it is complete)."""
+        from workbench.gui.logfile import current_log_file, flush_log_file, setup_log_file
+
+        path = current_log_file() or setup_log_file()
+        flush_log_file()
+        return path
+
+    def show_log_file(self) -> Path | None:
+        """Help > Show log file: open it in the system's text viewer (its folder if that fails)."""
+        path = self.log_file()
+        if path is None or not path.is_file():
+            errors.show_error(self, "No log file", "The log folder cannot be written; nothing is logged to a file.")
+            return None
+        if not (QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+                or QDesktopServices.openUrl(QUrl.fromLocalFile(str(path.parent)))):
+            QMessageBox.information(self, "Log file", f"The log file is {path}")
+        return path
 
     def confirm(self, title: str, question: str) -> bool:
         """Yes/No question (a method so tests can answer it without a modal dialog)."""

@@ -22,6 +22,14 @@ from workbench.gui.session import Session
 VISIBLE_ROWS = 4  # the table always shows at least this many models
 
 
+class SummaryLabel(QLabel):
+    """The last inference's summary; hidden while empty, so it takes no row on a laptop screen."""
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt API)
+        super().setText(text)
+        self.setVisible(bool(text))
+
+
 class ModelsBox(QGroupBox):
     """Emits ``inferTestRequested()`` and ``inferFolderRequested(folder)``."""
 
@@ -59,10 +67,11 @@ class ModelsBox(QGroupBox):
         self.infer_folder_button.clicked.connect(self._choose_folder)
         self.delete_button = QPushButton(icon(QStyle.StandardPixmap.SP_TrashIcon), "Delete model")
         self.delete_button.clicked.connect(self.delete_active)
-        self.summary = QLabel("")
+        self.summary = SummaryLabel("")
         self.summary.setWordWrap(True)
         self.summary.setObjectName("hint")
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.summary.setText("")  # hidden until an inference reports
         buttons = QHBoxLayout()
         buttons.addWidget(self.infer_test_button)
         buttons.addWidget(self.infer_folder_button)

@@ -554,32 +554,38 @@ class ReviewPanel(QWidget):
         return scroll
 
     def _build_shortcuts(self) -> None:
-        def key(seq, slot) -> QShortcut:
+        def key(seq, slot, what: str) -> QShortcut:
             sc = QShortcut(QKeySequence(seq), self)
             sc.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            sc.setWhatsThis(what)  # Help > Keyboard shortcuts lists it from here
             sc.activated.connect(slot)
             return sc
 
         self.shortcuts = [
-            key("1", lambda: self.set_verdict("OK", advance=True)),
-            key("2", lambda: self.set_verdict("NG")),
-            key("N", self.next_image), key(Qt.Key.Key_Right, self.next_image),
-            key("P", self.previous_image), key(Qt.Key.Key_Left, self.previous_image),
-            key("O", self.overlay_check.toggle), key("S", self.side_check.toggle),
-            key("R", self.toggle_reconstruction_view),
-            key("F", self.viewer.fit), key("Z", self.viewer.actual_size),
-            key("V", partial(self.editor.set_tool, VIEW)), key("B", partial(self.editor.set_tool, BRUSH)),
-            key("E", partial(self.editor.set_tool, ERASER)), key("L", partial(self.editor.set_tool, POLYGON)),
-            key("G", partial(self.editor.set_tool, FILL)), key("H", self.editor.fill_from_heatmap),
-            key("[", lambda: self.editor.set_radius(self.editor.radius / 1.25)),
-            key("]", lambda: self.editor.set_radius(self.editor.radius * 1.25)),
-            key(Qt.Key.Key_Return, self.editor.close_polygon),
-            key(QKeySequence.StandardKey.Undo, self.undo_stack.undo),
-            key(QKeySequence.StandardKey.Redo, self.undo_stack.redo),
-            key("Ctrl+Shift+Z", self.undo_stack.redo),
+            key("1", lambda: self.set_verdict("OK", advance=True), "Verdict OK, then the next image"),
+            key("2", lambda: self.set_verdict("NG"), "Verdict NG"),
+            key("N", self.next_image, "Next image"), key(Qt.Key.Key_Right, self.next_image, "Next image"),
+            key("P", self.previous_image, "Previous image"),
+            key(Qt.Key.Key_Left, self.previous_image, "Previous image"),
+            key("O", self.overlay_check.toggle, "Heat-map overlay on / off"),
+            key("S", self.side_check.toggle, "Side-by-side view on / off"),
+            key("R", self.toggle_reconstruction_view, "Reconstruction view on / off"),
+            key("F", self.viewer.fit, "Fit the image to the view"), key("Z", self.viewer.actual_size, "Actual size"),
+            key("V", partial(self.editor.set_tool, VIEW), "Mask tool: view (pan and zoom)"),
+            key("B", partial(self.editor.set_tool, BRUSH), "Mask tool: brush"),
+            key("E", partial(self.editor.set_tool, ERASER), "Mask tool: eraser"),
+            key("L", partial(self.editor.set_tool, POLYGON), "Mask tool: polygon"),
+            key("G", partial(self.editor.set_tool, FILL), "Mask tool: fill"),
+            key("H", self.editor.fill_from_heatmap, "Mask from the heat map"),
+            key("[", lambda: self.editor.set_radius(self.editor.radius / 1.25), "Smaller brush"),
+            key("]", lambda: self.editor.set_radius(self.editor.radius * 1.25), "Larger brush"),
+            key(Qt.Key.Key_Return, self.editor.close_polygon, "Close the polygon"),
+            key(QKeySequence.StandardKey.Undo, self.undo_stack.undo, "Undo a label or mask edit"),
+            key(QKeySequence.StandardKey.Redo, self.undo_stack.redo, "Redo"),
+            key("Ctrl+Shift+Z", self.undo_stack.redo, "Redo"),
         ]
         for i, char in enumerate(CLASS_KEYS):
-            self.shortcuts.append(key(char, partial(self.set_class_by_number, i)))
+            self.shortcuts.append(key(char, partial(self.set_class_by_number, i), f"Verdict NG with defect class {i + 1}"))
 
     # ------------------------------------------------------------------ folder runs
     def show_folder_run(self, summary) -> None:

@@ -23,6 +23,7 @@ from workbench.core.methods import DEFAULT_METHOD, METHODS
 from workbench.core.workspace import DatasetEntry, ModelEntry, Workspace
 from workbench.core.calibration.policy import InspectionPolicy
 from workbench.core.calibration.thresholds import weak_model_warning
+from workbench.core.training import training_split
 from workbench.gui.pipelines import InferenceSummary, TrainingOutcome, run_inference, train_evaluate_save
 from workbench.gui.panels.models_box import ModelsBox
 from workbench.gui.qtmodels import MethodListModel
@@ -36,6 +37,21 @@ from workbench.gui.workers import Worker
 log = logging.getLogger(__name__)
 
 PARAMS_KEY = "gui.params.{method}"  # last parameters used per method, per workspace
+
+
+def good_images_text(dataset: Dataset) -> str:
+    """How many good images training fits on and how many it holds out, and why (the training
+    log reports the fitted count, which is smaller than the folder's when images are held out).
+    The counts come from core's :func:`training_split`, the rule training itself follows."""
+    split = training_split(dataset)
+    n_good = len(dataset.train)
+    if split.from_val:
+        return (f"{n_good} good training images, all fitted; {len(split.holdout)} good 'val' images "
+                "measure good-score statistics")
+    if not split.holdout:
+        return f"{n_good} good training images (all fitted: under 10, none held out for score statistics)"
+    return (f"{n_good} good images: {len(split.fit)} to fit, {len(split.holdout)} held out to measure "
+            "good-score statistics")
 
 
 class TrainingPanel(QWidget):
@@ -74,10 +90,14 @@ class TrainingPanel(QWidget):
         outer.setChildrenCollapsible(False)
         outer.addWidget(top)
         outer.addWidget(self._build_models())
-        outer.setStretchFactor(0, 3)
-        outer.setStretchFactor(1, 2)
+        # The models box keeps its four-row minimum; every other pixel goes to the form and progress.
+        outer.setStretchFactor(0, 4)
+        outer.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
-        layout.addWidget(outer)
+        # What training will use, on one line across the panel (in the narrow Parameters column it
+        # wrapped to five lines and left the form room for six parameters at 768 px).
+        layout.addWidget(self.dataset_label)
+        layout.addWidget(outer, 1)
 
         session.datasetChanged.connect(self._on_dataset_changed)
         session.workspaceChanged.connect(lambda _ws: self._restore_params())
@@ -100,8 +120,8 @@ class TrainingPanel(QWidget):
         self.method_description.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         box = QGroupBox("Method")
         lay = QVBoxLayout(box)
-        lay.addWidget(self.method_view, 1)
-        lay.addWidget(self.method_description, 2)
+        lay.addWidget(self.method_view, 1)  # the list takes the room; the description its text's height
+        lay.addWidget(self.method_description)
         return box
 
     def _build_params(self) -> QWidget:
@@ -132,7 +152,6 @@ class TrainingPanel(QWidget):
         box = QGroupBox("Parameters")
         lay = QVBoxLayout(box)
         lay.addWidget(scroll, 1)
-        lay.addWidget(self.dataset_label)
         lay.addLayout(buttons)
         return box
 
@@ -232,7 +251,8 @@ class TrainingPanel(QWidget):
         model = workspace.add_model(entry.id, outcome.method, outcome.model_dir, outcome.params,
                                     outcome.metrics, outcome.fit_seconds)
         auroc = outcome.metrics.get("image_auroc")
-        self.progress.append_log(f"Saved {model.name}: {outcome.n_train} training images, fit "
+        held = f" ({outcome.n_holdout} more held out for good-score statistics)" if outcome.n_holdout else ""
+        self.progress.append_log(f"Saved {model.name}: fitted on {outcome.n_train} good images{held}, fit "
                                  f"{outcome.fit_seconds:.1f} s" + (f", image AUROC {auroc:.3f}" if auroc is not None else ""))
         weak = weak_model_warning(auroc, None, outcome.method)
         if weak:
@@ -311,7 +331,7 @@ class TrainingPanel(QWidget):
         else:
             n_def = sum(r.is_anomalous for r in dataset.test)
             self.dataset_label.setText(
-                f"Trains on <b>{entry.name}</b>: {len(dataset.train)} good training images; evaluates on "
+                f"Trains on <b>{entry.name}</b>: {good_images_text(dataset)}; evaluates on "
                 f"{len(dataset.test)} test images ({n_def} defective).")
         self.models_box.summary.setText("")
         self._update_enabled()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 
+NO_DATA = "No data yet"
 LEGEND_ROW = 5  # below pyqtgraph's PlotItem rows: title 0, top axis 1, view 2, bottom axis 3, label 4
 
 
@@ -23,30 +24,52 @@ def legend_below(plot: pg.PlotWidget | pg.PlotItem, columns: int = 3, **options)
 
 
 class EmptyNote:
-    """While a plot has no data: its axes and grid hidden and a short grey text instead."""
+    """While a plot has no data: a short grey text instead of axes, grid, legend and data items.
 
-    def __init__(self, plot: pg.PlotWidget, text: str) -> None:
+    Empty axes (0..1 ticks, a chance diagonal, an FPR band) look like a result and mean nothing.
+    The note is a child of the view box itself, not of its data group, so hiding the data group
+    hides every curve, line and marker at once without touching their own visibility (an OK line
+    switched on while the plot is empty is there when data arrives) and ``plot.clear()`` keeps it.
+    """
+
+    def __init__(self, plot: pg.PlotWidget, text: str = NO_DATA) -> None:
         self.plot = plot
-        self.item = pg.TextItem(text, color="#6b7280", anchor=(0.5, 0.5))
         self.text = text
+        self.item = pg.TextItem(text, color="#6b7280", anchor=(0.5, 0.5))
+        view = plot.getViewBox()
+        self.item.setParentItem(view)
+        self.item.setVisible(False)
+        view.sigResized.connect(self._centre)
         self.shown = False
 
-    def show(self) -> None:
+    def _centre(self, *_args) -> None:
+        self.item.setPos(self.plot.getViewBox().rect().center())
+
+    def show(self, text: str | None = None) -> None:
+        """Hide the plot's contents and show ``text`` (default: the text given at creation)."""
         item = self.plot.getPlotItem()
         for axis in ("left", "bottom"):
-            item.hideAxis(axis)
-        item.showGrid(x=False, y=False)
-        item.getViewBox().setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
-        self.item.setPos(0.5, 0.5)
-        if self.item.scene() is None:
-            self.plot.addItem(self.item, ignoreBounds=True)
+            item.hideAxis(axis)  # an axis draws its grid lines too
+        item.getViewBox().childGroup.setVisible(False)
+        if item.legend is not None:
+            item.legend.setVisible(False)
+        self.item.setText(text or self.text)
+        self._centre()
         self.item.setVisible(True)
         self.shown = True
 
-    def hide(self, grid_alpha: float = 0.25) -> None:
+    def set_empty(self, empty: bool, text: str | None = None) -> None:
+        if empty:
+            self.show(text)
+        else:
+            self.hide()
+
+    def hide(self) -> None:
         item = self.plot.getPlotItem()
         for axis in ("left", "bottom"):
             item.showAxis(axis)
-        item.showGrid(x=True, y=True, alpha=grid_alpha)
+        item.getViewBox().childGroup.setVisible(True)
+        if item.legend is not None:
+            item.legend.setVisible(True)
         self.item.setVisible(False)
         self.shown = False

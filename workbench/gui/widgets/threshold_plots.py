@@ -16,7 +16,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem
 
 from workbench.core.metrics import Curve, ProCurve
-from workbench.gui.widgets.plot_parts import legend_below
+from workbench.gui.widgets.plot_parts import EmptyNote, legend_below
 
 GOOD_COLOR = "#2563eb"
 DEFECT_COLOR = "#dc2626"
@@ -79,19 +79,6 @@ class _Marker(QGraphicsEllipseItem):
         return pg.ScatterPlotItem(size=size, pen=pg.mkPen("#ffffff", width=1.5), brush=pg.mkBrush(color))
 
 
-class _Note(pg.TextItem):
-    """A message centred in an empty plot ("needs defective images", ...)."""
-
-    def __init__(self) -> None:
-        super().__init__("", color="#6b7280", anchor=(0.5, 0.5))
-
-    def show_text(self, plot: pg.PlotWidget, text: str) -> None:
-        self.setText(text)
-        self.setVisible(bool(text))
-        rect = plot.getViewBox().viewRect()
-        self.setPos(rect.center())
-
-
 class ScoreHistogram(pg.PlotWidget):
     """Good and defective image scores overlaid, with a movable vertical threshold line.
 
@@ -139,15 +126,10 @@ class ScoreHistogram(pg.PlotWidget):
         self.ok_line.setVisible(False)
         self.addItem(self.ok_line)
         self.ok_line.sigPositionChanged.connect(self._on_ok_line_moved)
-        self.note = _Note()
-        self.addItem(self.note, ignoreBounds=True)
-        self.set_scores(np.empty(0), np.empty(0))  # no axes until there are scores
-
-    def _show_axes(self, on: bool) -> None:
-        """Axes only with data: an empty histogram's axes (-400..400 'images') mean nothing."""
-        item = self.getPlotItem()
-        for side in ("left", "bottom"):
-            item.showAxis(side, on)
+        # Axes only with data: an empty histogram's axes (-400..400 'images') mean nothing.
+        self.empty = EmptyNote(self, "No scores yet")
+        self.note = self.empty.item
+        self.set_scores(np.empty(0), np.empty(0))
 
     # ------------------------------------------------------------------ data
     def set_scores(self, good: np.ndarray, defect: np.ndarray, threshold: float | None = None) -> None:
@@ -157,12 +139,9 @@ class ScoreHistogram(pg.PlotWidget):
             self._counts = {}
             self.good_curve.setData([0, 1], [0])
             self.defect_curve.setData([0, 1], [0])
-            self._show_axes(False)
-            self.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
-            self.note.show_text(self, "No scores yet")
+            self.empty.show()
             return
-        self._show_axes(True)
-        self.note.show_text(self, "")
+        self.empty.hide()
         bins = int(np.clip(round(2.0 * math.sqrt(both.size)), 20, 80))
         lo, hi = float(both.min()), float(both.max())
         if hi <= lo:
@@ -264,14 +243,15 @@ class CurvePlot(pg.PlotWidget):
         self.addItem(self.errors, ignoreBounds=True)
         self.point = _Marker(12)
         self.addItem(self.point, ignoreBounds=True)
-        self.note = _Note()
-        self.addItem(self.note, ignoreBounds=True)
+        self.empty = EmptyNote(self)
+        self.note = self.empty.item
         self.setXRange(-0.02, 1.04, padding=0)  # room for the "1.0" tick label and the end point
         self.setYRange(-0.02, 1.04, padding=0)
         self.getPlotItem().vb.setLimits(xMin=-0.05, xMax=1.05, yMin=-0.05, yMax=1.05)
         self.scene().sigMouseClicked.connect(self._on_click)
         self.setToolTip("Orange: the current threshold, with its exact 95% interval as error bars.\n"
                         "Click a point of the curve to move the threshold there.")
+        self.empty.show()  # until a curve is set
 
     def set_curve(self, curve: Curve | None, name: str = "", note: str = "") -> None:
         self.curve_data = curve
@@ -283,7 +263,7 @@ class CurvePlot(pg.PlotWidget):
             self.curve.setData(curve.x, curve.y)
             if name:
                 self._rename(name)
-        self.note.show_text(self, "" if curve is not None else note)
+        self.empty.set_empty(curve is None, note)  # e.g. "Needs defective test images"
 
     def _rename(self, name: str) -> None:
         if self.legend is None:
@@ -374,11 +354,12 @@ class ProPlot(pg.PlotWidget):
         self.point = _Marker(11)
         self.addItem(self.point, ignoreBounds=True)
         self.legend.addItem(_Marker.legend_sample(), "pixel threshold")
-        self.note = _Note()
-        self.addItem(self.note, ignoreBounds=True)
+        self.empty = EmptyNote(self)
+        self.note = self.empty.item
         self.setXRange(-0.02, 1.04, padding=0)  # room for the "1.0" tick label and the end point
         self.setYRange(-0.02, 1.04, padding=0)
         self.getPlotItem().vb.setLimits(xMin=-0.05, xMax=1.05, yMin=-0.05, yMax=1.05)
+        self.empty.show()  # until a curve is set
 
     def set_curve(self, curve: ProCurve | None, aupro: float | None, note: str = "") -> None:
         self.curve_data = curve
@@ -392,7 +373,7 @@ class ProPlot(pg.PlotWidget):
             self.point.move_to(None)
         else:
             self.curve.setData(curve.fpr, curve.pro)
-        self.note.show_text(self, "" if curve is not None else note)
+        self.empty.set_empty(curve is None, note)  # e.g. "Needs defective test images"
 
     def set_pixel_threshold(self, threshold: float | None) -> None:
         """Mark the curve point reached by flagging pixels ``>= threshold`` (nearest kept point)."""
