@@ -74,4 +74,36 @@ def write_pdf(html: str, target: str | Path) -> Path:
     return target
 
 
-__all__ = ["ensure_gui_application", "pdf_bytes", "write_pdf"]
+
+
+
+def write_model_report(model_dir: Path, dataset, html_path: Path, pdf_path: Path | None = None, *,
+                       calibration: str | None = None, progress=None, cancel=None) -> list[Path]:
+    """The Export step's report job: check both targets, build the context (prediction cache
+    reused), write the HTML and, when asked, the PDF. Returns the files written."""
+    from workbench.core.report import model_report_context, render_html, write_html
+
+    check_report_target(html_path, (".html", ".htm"))
+    if pdf_path is not None:
+        check_report_target(pdf_path, (".pdf",))
+    context = model_report_context(model_dir, dataset, calibration=calibration, progress=progress, cancel=cancel)
+    written = [write_html(context, html_path)]
+    if pdf_path is not None:
+        written.append(write_pdf(render_html(context), pdf_path))
+    return written
+
+
+def write_folder_report(export_dir: Path, folder: Path, run_dir: Path, html_path: Path, pdf_path: Path | None = None,
+                        *, stems: dict[str, str] | None = None, progress=None, cancel=None) -> list[Path]:
+    """The Inspector's report job: an exported package and the folder it scored (torch-free)."""
+    from workbench.core.report import folder_report_context, render_html, write_html
+
+    check_report_target(html_path, (".html", ".htm"))
+    if pdf_path is not None:
+        check_report_target(pdf_path, (".pdf",))
+    context = folder_report_context(export_dir, folder, run_dir, stems=stems, progress=progress, cancel=cancel)
+    written = [write_html(context, html_path)]
+    if pdf_path is not None:
+        written.append(write_pdf(render_html(context), pdf_path))
+    return written
+__all__ = ["ensure_gui_application", "pdf_bytes", "write_folder_report", "write_model_report", "write_pdf"]
