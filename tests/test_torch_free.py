@@ -41,6 +41,8 @@ TORCH_FREE_MODULES = [
     "workbench.core.visualize", "workbench.core.calibration.thresholds",
     "workbench.gui.widgets.review_viewer", "workbench.gui.widgets.review_frames",
     "workbench.package_data", "workbench.core.sample_models", "workbench.gui.inspector",
+    "workbench.core.report", "workbench.core.report.context", "workbench.core.report.render",
+    "workbench.cli_commands.report", "workbench.gui.report_pdf",
 ]
 
 
@@ -129,3 +131,28 @@ def test_shipped_sample_models_check_without_torch(tmp_path: Path) -> None:
     """, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "checked" in proc.stdout
+
+
+def test_report_of_exported_package_runs_without_torch(exported, tiny_dataset, tmp_path: Path) -> None:
+    """The Inspector's report path: score a labelled folder with the exported package, write the
+    HTML and the PDF (matplotlib figures, jinja2, Qt's PDF writer), all with torch blocked."""
+    export_dir, _ = exported
+    images = tmp_path / "images"
+    for record in tiny_dataset.test[:3] + [r for r in tiny_dataset.test if r.is_anomalous][:3]:
+        target = images / record.label / Path(record.path).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(Path(record.path).read_bytes())
+    out, pdf = tmp_path / "report.html", tmp_path / "report.pdf"
+    proc = run_blocked(f"""
+        import sys
+        from workbench.cli import main
+        rc = main(['report', '--model', {str(export_dir)!r}, '--data', {str(images)!r}, '--out', {str(out)!r},
+                   '--pdf', {str(pdf)!r}, '-q'])
+        leaked = [m for m in sys.modules if m.split('.')[0] in ('torch', 'timm')]
+        print('rc', rc, 'leaked', leaked)
+        sys.exit(rc or (3 if leaked else 0))
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    html = out.read_text(encoding="utf-8")
+    assert 'data-key="image_auroc"' in html and "data:image/png;base64," in html
+    assert pdf.read_bytes().startswith(b"%PDF")

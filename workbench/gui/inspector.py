@@ -5,7 +5,9 @@ calibrated thresholds), scores a folder with onnxruntime (the streaming, resumab
 :func:`~workbench.core.batch_predict.predict_folder`: CSV + heat-map overlays), lists every
 image with its score and OK/NG decision, and shows the selected image in the Review viewer of
 the full application (heat map normalised per model, thresholded defect outline). The CSV can
-be saved anywhere. It never imports torch or timm, so its bundle stays small
+be saved anywhere, and so can the inspection report of the scored folder (File > Export
+report: :mod:`workbench.core.report`, image-level metrics when the folder names give labels).
+It never imports torch or timm, so its bundle stays small
 (``installer/build.sh inspector``); tests/test_torch_free.py checks that.
 
 ``workbench-inspector [MODEL_DIR [FOLDER]]``, ``--sample CATEGORY`` opens a shipped sample
@@ -103,11 +105,17 @@ class InspectorWindow(QMainWindow):
         menu = self.menuBar().addMenu("&File")
         for text, slot, key in (("&Open model…", self.choose_model, QKeySequence.StandardKey.Open),
                                 ("&Score folder…", self.choose_folder, "Ctrl+F"),
-                                ("&Export CSV…", self.choose_csv, "Ctrl+E")):
+                                ("&Export CSV…", self.choose_csv, "Ctrl+E"),
+                                ("Export &report…", self.choose_report, "Ctrl+R")):
             action = QAction(text, self)
             action.setShortcut(QKeySequence(key))
             action.triggered.connect(slot)
             menu.addAction(action)
+        self.report_action = action
+        missing = report_libraries_missing()
+        if missing:  # a bundle built without them: say so instead of failing on click
+            action.setEnabled(False)
+            action.setToolTip(f"Reports need {', '.join(missing)}, which this installation lacks.")
         from workbench.core.sample_models import shipped_models
 
         sample_menu = menu.addMenu("Open &sample")
@@ -260,10 +268,48 @@ class InspectorWindow(QMainWindow):
         self.statusBar().showMessage(f"Saved {target}", 5000)
         return target
 
+    def choose_report(self) -> None:
+        if self.out_dir is None:
+            errors.show_error(self, "Nothing scored yet", "Score a folder first (File > Score folder).")
+            return
+        target, chosen = QFileDialog.getSaveFileName(self, "Save the inspection report as", "report.html",
+                                                     "HTML report (*.html);;HTML and PDF report (*.html)")
+        if target:
+            self.export_report(Path(target), pdf="PDF" in chosen)
+
+    def export_report(self, target: Path, pdf: bool = False, wait: bool = False) -> Worker | list[Path] | None:
+        """The inspection report of the open model on the scored folder (HTML, optionally PDF beside
+        it). Labels come from the folder names (good/ and one folder per defect type); without them
+        the report shows scores and decisions only and says so. ``wait``: in this thread."""
+        from workbench.core.results_csv import display_path
+        from workbench.gui.report_pdf import write_folder_report
+
+        if self.out_dir is None or self.model_dir is None or self.folder is None:
+            errors.show_error(self, "Nothing scored yet", "Score a folder first (File > Score folder).")
+            return None
+        target = Path(target)
+        if target.suffix.lower() not in (".html", ".htm"):
+            target = target.with_suffix(".html")
+        stems = {display_path(p): stem for p, stem in folder_items(self.folder)}
+        args = (self.model_dir, self.folder, self.out_dir, target, target.with_suffix(".pdf") if pdf else None)
+        if wait:
+            return write_folder_report(*args, stems=stems)
+        worker = Worker(write_folder_report, *args, stems=stems)
+        worker.finished.connect(lambda paths: self.statusBar().showMessage(
+            "Saved " + ", ".join(str(p) for p in paths), 8000))
+        return self.jobs.start(worker, "Inspection report")
+
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         if self.worker is not None and self.worker.running:
             self.worker.cancel()
         super().closeEvent(event)
+
+
+def report_libraries_missing() -> list[str]:
+    """Libraries the inspection report needs that are not installed (a slim bundle may lack them)."""
+    import importlib.util
+
+    return [name for name in ("jinja2", "matplotlib", "scipy", "sklearn") if importlib.util.find_spec(name) is None]
 
 
 def run_selftest() -> int:

@@ -2,8 +2,7 @@
 Review -> Export), the workspace menus, shortcuts and a status bar.
 
 It owns the :class:`JobRunner` and the :class:`Session`; panels get the session and never
-reference each other. Threshold, Review and Export are shown (disabled) so the user sees
-where the workflow goes, but no placeholder panels are built for them.
+reference each other.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from workbench.gui import recent
 from workbench.gui.app import app_icon
 from workbench.gui.device import device_description
 from workbench.gui.panels.dataset_panel import DatasetPanel
+from workbench.gui.panels.export_panel import ExportPanel
 from workbench.gui.panels.review_panel import ReviewPanel
 from workbench.gui.panels.threshold_panel import ThresholdPanel
 from workbench.gui.panels.training_panel import TrainingPanel
@@ -55,7 +55,7 @@ STEPS = (
     Step("training", "Method & Training", QStyle.StandardPixmap.SP_ComputerIcon, True),
     Step("threshold", "Threshold", QStyle.StandardPixmap.SP_FileDialogDetailedView, True),
     Step("review", "Review", QStyle.StandardPixmap.SP_FileDialogContentsView, True),
-    Step("export", "Export", QStyle.StandardPixmap.SP_DialogSaveButton, False),
+    Step("export", "Export", QStyle.StandardPixmap.SP_DialogSaveButton, True),
 )
 
 
@@ -84,12 +84,14 @@ class MainWindow(QMainWindow):
         self.training_panel = TrainingPanel(self.session)
         self.threshold_panel = ThresholdPanel(self.session)
         self.review_panel = ReviewPanel(self.session)
+        self.export_panel = ExportPanel(self.session)
         self.stack = QStackedWidget()
         for page in (self.first_run, self.dataset_panel, self.training_panel, self.threshold_panel,
-                     self.review_panel):
+                     self.review_panel, self.export_panel):
             self.stack.addWidget(page)
         self.pages: dict[str, QWidget] = {"dataset": self.dataset_panel, "training": self.training_panel,
-                                          "threshold": self.threshold_panel, "review": self.review_panel}
+                                          "threshold": self.threshold_panel, "review": self.review_panel,
+                                          "export": self.export_panel}
         # Reviewed labels are the calibration's ground truth; a saved calibration moves the outlines.
         # One verdict updates the Threshold step incrementally; bulk changes (imports) re-evaluate.
         self.review_panel.labelEdited.connect(self.threshold_panel.on_label_edited)
@@ -202,6 +204,8 @@ class MainWindow(QMainWindow):
                                       "Train the selected method on the current dataset")
         self.act_cancel = self._action("&Cancel job", self.cancel_current_job, Qt.Key.Key_Escape,
                                        sp.SP_BrowserStop, "Cancel the running job")
+        self.act_export = self._action("&Export…", lambda: self.go_to_step(4), None, sp.SP_DialogSaveButton,
+                                       "Export the model package, labels and the inspection report")
         self.step_actions = [self._action(f"Go to step {i}", lambda i=i: self.go_to_step(i - 1), f"Ctrl+{i}")
                              for i in range(1, len(STEPS) + 1)]
         self.act_settings = self._action("&Settings…", self.show_settings, "Ctrl+,", None,
@@ -219,6 +223,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addSeparator()
         file_menu.addAction(self.act_import)
+        file_menu.addAction(self.act_export)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
         run_menu = self.menuBar().addMenu("&Run")
@@ -359,7 +364,7 @@ class MainWindow(QMainWindow):
             if step.available:
                 item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable if has
                               else Qt.ItemFlag.NoItemFlags)
-        for action in (self.act_import, self.act_train):
+        for action in (self.act_import, self.act_train, self.act_export):
             action.setEnabled(has)
         if has:
             self.setWindowTitle(f"{workspace.path.name} – Anomaly Inspection Workbench")
