@@ -41,6 +41,8 @@ TORCH_FREE_MODULES = [
     "workbench.core.visualize", "workbench.core.calibration.thresholds",
     "workbench.gui.widgets.review_viewer", "workbench.gui.widgets.review_frames",
     "workbench.package_data", "workbench.core.sample_models", "workbench.gui.inspector",
+    "workbench.core.live", "workbench.cli_commands.inspect", "workbench.gui.panels.live_panel",
+    "workbench.gui.live_window",
 ]
 
 
@@ -129,3 +131,23 @@ def test_shipped_sample_models_check_without_torch(tmp_path: Path) -> None:
     """, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "checked" in proc.stdout
+
+
+def test_live_inspection_with_exported_package_runs_without_torch(tmp_path: Path) -> None:
+    """``workbench inspect`` on an exported package: the line-side loop needs no torch."""
+    model = REPO / "workbench" / "sample_models" / "washer" / "onnx"
+    images = REPO / "workbench" / "sample_data" / "washer" / "test"
+    log = tmp_path / "live.csv"
+    proc = run_blocked(f"""
+        import sys
+        from workbench.cli import main
+        rc = main(['inspect', '--model', {str(model)!r}, '--replay', {str(images)!r}, '--log', {str(log)!r},
+                   '--max-images', '4', '-q'])
+        leaked = [m for m in sys.modules if m.split('.')[0] in ('torch', 'timm')]
+        print('rc', rc, 'leaked', leaked)
+        sys.exit(rc or (3 if leaked else 0))
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    from workbench.core.live import read_log
+
+    assert len(read_log(log)) == 4

@@ -102,9 +102,13 @@ class LiveStats:
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.latency_max = 0.0
         self.times: deque[float] = deque(maxlen=FPS_WINDOW)
-        self.last_fps = 0.0
+        self._lock = threading.Lock()  # a viewer reads the stats while the loop adds to them
 
     def add(self, result: LiveResult) -> None:
+        with self._lock:
+            self._add(result)
+
+    def _add(self, result: LiveResult) -> None:
         self.n += 1
         self.counts[result.verdict or "undecided"] += 1
         if result.verdict in (OK, REVIEW, NG):
@@ -137,11 +141,15 @@ class LiveStats:
                 "max": round(self.latency_max, 2)}
 
     def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return self._to_json()
+
+    def _to_json(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started
         return {"images": self.n, "counts": dict(self.counts), "yield": self.yield_, "dropped": self.dropped,
                 "copies": self.copies, "seconds": round(elapsed, 3),
                 "fps": round(self.n / elapsed, 3) if elapsed > 0 else 0.0,
-                "latency_ms": self.latency()}
+                "latency_ms": self.latency(), "recent_fps": round(self.fps, 3)}
 
 
 def _iso(wall: float) -> str:
