@@ -14,7 +14,8 @@ Two runs per model:
 
 Default models: the shipped sample PatchCore (washer) as its ONNX export (onnxruntime, the
 torch-free path) and as its training package (torch). A GPU is used when onnxruntime /
-torch see one (the providers used are printed).
+torch see one (the providers used are printed). torch runs with cores - 1 threads by default, as in
+the desktop app: on a busy 2-core machine two torch threads were 5-10x slower than one (contention).
 
     python benchmarks/live_throughput.py [--model DIR ...] [--images N] [--rate R] [--seconds S]
 """
@@ -63,7 +64,9 @@ def describe_scorer(scorer) -> str:
     session = getattr(scorer, "session", None)
     if session is not None:
         return "onnxruntime " + ",".join(p.replace("ExecutionProvider", "") for p in session.get_providers())
-    return f"torch on {getattr(scorer, 'device', '?')}"
+    import torch
+
+    return f"torch {getattr(scorer, 'device', '?')} {torch.get_num_threads()} thr"
 
 
 def run(scorer, source, seconds: float | None, max_images: int | None, log_dir: Path, name: str) -> dict:
@@ -76,10 +79,9 @@ def run(scorer, source, seconds: float | None, max_images: int | None, log_dir: 
     with LiveLog(log_dir / f"{name}.csv") as log:
         summary = LiveInspection(scorer, source, log=log, render=True, on_result=keep, duration_s=seconds,
                                  max_images=max_images).run()
-    lat = sorted(latencies)
     return {"images": summary["images"], "fps": summary["images"] / summary["seconds"],
-            "dropped": summary["dropped"], "latency_median": statistics.median(lat),
-            "latency_p95": lat[int(0.95 * (len(lat) - 1))], "model_ms": statistics.median(score_ms)}
+            "dropped": summary["dropped"], "latency_median": statistics.median(latencies),
+            "latency_p95": float(np.percentile(latencies, 95)), "model_ms": statistics.median(score_ms)}
 
 
 def main() -> None:
@@ -89,6 +91,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=78, help="replay this many images (default 78: twice the set)")
     parser.add_argument("--rate", type=float, default=30.0, help="synthetic camera frame rate (default 30)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the camera run (default 10)")
+    parser.add_argument("--torch-threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
+                        help="torch CPU threads (default: cores - 1, what the desktop app uses: one core is left "
+                             "to the window)")
     args = parser.parse_args()
     sample = shipped_models()["washer"]
     models = args.model or [str(sample.export_dir), str(sample.package_dir)]
@@ -102,6 +107,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             scorer = load_live_scorer(model)
+            if getattr(scorer, "session", None) is None:  # a torch model
+                import torch
+
+                torch.set_num_threads(args.torch_threads)
             image = ReplayFolder(folder).paths[0]
             from workbench.core.data import read_image
 

@@ -76,3 +76,34 @@ def test_live_is_step_six_of_the_main_window(qtbot, ws_window, tmp_path: Path) -
     assert not ws_window.navigator.isVisible() and ws_window.isFullScreen()
     panel.toggle_full_screen()
     assert ws_window.navigator.isVisible() and not ws_window.isFullScreen()
+
+
+def test_live_step_fits_a_laptop_screen_and_opens_dataset_images_in_review(qtbot, styled, sample_window) -> None:
+    import time
+
+    import numpy as np
+    from test_gui_laptop_layout import TITLE_BAR, layout_problems
+
+    from workbench.core.labels import label_key
+    from workbench.core.live import LiveResult
+    from workbench.gui.widgets.live_result_dialog import LiveResultDialog
+
+    win = sample_window
+    win.resize(1366, 768 - TITLE_BAR)
+    assert win.go_to_step(5) and win.current_step() == "live"
+    qtbot.wait(50)
+    problems, checked = layout_problems(win)
+    assert checked >= 5 and not problems, problems
+    assert win.live_panel.model_dir == win.session.active_model.path  # Live scores with the active model
+    assert win.go_to_step(3)
+    qtbot.waitUntil(lambda: win.review_panel.predictions is not None, timeout=120_000)
+    assert win.go_to_step(5)
+    record = next(r for r in win.session.dataset.test if r.is_anomalous)
+    win.live_panel.open_result(LiveResult(1, "replay", str(record.path), Path(record.path), time.time(), "NG", 1.0))
+    assert win.current_step() == "review"
+    assert win.review_panel.current_key == label_key(win.session.dataset.root, record.path)
+    frame = LiveResult(2, "camera", "frame 2", None, time.time(), "REVIEW", 0.5, image=np.zeros((8, 8, 3), np.uint8))
+    win.live_panel.open_result(frame)  # not an image of the dataset: a closer look instead
+    dialogs = win.live_panel.findChildren(LiveResultDialog)
+    assert dialogs and dialogs[-1].result is frame
+    dialogs[-1].close()

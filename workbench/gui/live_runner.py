@@ -3,9 +3,9 @@
 Why a thread and not the worker process training uses: the loop's heavy parts (onnxruntime,
 OpenCV decoding, the torch forward pass) release the GIL, so a thread keeps the window
 responsive, and results with their images do not have to be copied across a process
-boundary at camera rate. The loop only talks to the GUI through two bounded deques
-(``collections.deque`` appends and pops are thread-safe) that a QTimer in the GUI thread
-drains 10 times a second: Qt objects are touched only in the GUI thread, a fast camera can
+boundary at camera rate. The loop only talks to the GUI through small bounded deques
+(``collections.deque`` appends and pops are thread-safe: the newest result, the last NG /
+REVIEW ones, notices) that a QTimer in the GUI thread drains 10 times a second: Qt objects are touched only in the GUI thread, a fast camera can
 never flood the event queue, and a slow window only skips frames on screen (never in the
 log). Moving the loop into a child process later needs only a process-side writer for the
 same two queues.
@@ -28,7 +28,7 @@ from workbench.core.live import LiveInspection, LiveLog, load_live_scorer
 log = logging.getLogger(__name__)
 
 POLL_MS = 100
-KEEP_RESULTS = 64  # results waiting for the GUI at most (the strip keeps only the last few)
+KEEP_FLAGGED = 12  # NG/REVIEW results waiting for the GUI at most (the strip shows as many)
 
 
 class LiveRunner(QObject):
@@ -51,7 +51,8 @@ class LiveRunner(QObject):
         self.session: LiveInspection | None = None
         self.summary: dict[str, Any] | None = None
         self._thread: threading.Thread | None = None
-        self._results: deque = deque(maxlen=KEEP_RESULTS)
+        self._latest: deque = deque(maxlen=1)  # each result carries its display images: keep few
+        self._flagged: deque = deque(maxlen=KEEP_FLAGGED)
         self._notices: deque[str] = deque(maxlen=32)
         self._error: str | None = None
         self._announced = False
@@ -69,7 +70,8 @@ class LiveRunner(QObject):
         """Load the model and start the loop in a thread (both off the GUI thread)."""
         if self.running:
             raise RuntimeError("A live session is already running; stop it first.")
-        self._results.clear()
+        self._latest.clear()
+        self._flagged.clear()
         self._notices.clear()
         self._error, self.summary, self.session, self._announced = None, None, None, False
         self._stop = threading.Event()
@@ -81,7 +83,7 @@ class LiveRunner(QObject):
                 scorer = load_live_scorer(model_dir, device)
                 with LiveLog(log_path) as live_log:
                     session = LiveInspection(scorer, source, log=live_log, copy_dir=copy_dir, render=True,
-                                             on_result=self._results.append, on_notice=self._notices.append,
+                                             on_result=self._keep, on_notice=self._notices.append,
                                              model_name=str(model_dir))
                     self.session = session
                     if stop.is_set():
@@ -94,6 +96,12 @@ class LiveRunner(QObject):
         self._thread = threading.Thread(target=run, name="live-session", daemon=True)
         self._thread.start()
         self.timer.start()
+
+    def _keep(self, result) -> None:
+        """Loop thread: hand the result over (older unshown ones fall out of the deques)."""
+        self._latest.append(result)
+        if result.verdict in (NG, REVIEW):
+            self._flagged.append(result)
 
     def stop(self, wait_s: float = 0.0) -> None:
         """Ask the session to end (after its current frame); optionally wait for it."""
@@ -114,14 +122,10 @@ class LiveRunner(QObject):
             self.started.emit(session.source.describe())
         while self._notices:
             self.notice.emit(self._notices.popleft())
-        latest = None
-        while self._results:
-            item = self._results.popleft()
-            if item.verdict in (NG, REVIEW):
-                self.flagged.emit(item)
-            latest = item
-        if latest is not None:
-            self.result.emit(latest)
+        while self._flagged:
+            self.flagged.emit(self._flagged.popleft())
+        if self._latest:  # only this thread takes from the deques, so it cannot be empty now
+            self.result.emit(self._latest.popleft())
         if session is not None:
             self.stats.emit(session.summary())
         if not self.running:

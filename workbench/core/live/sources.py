@@ -173,9 +173,13 @@ class WatchedFolder:
                     stop.wait(max(self.poll_s, 0.2))
                     continue
                 if not present:  # back: watch it again; what is in it now is new
+                    try:
+                        observer = self._start_observer(events)
+                    except OSError:  # gone again at once
+                        stop.wait(max(self.poll_s, 0.2))
+                        continue
                     notice(f"The watched folder {self.folder} is back; watching it again.")
                     present = True
-                    observer = self._start_observer(events)
                     last_rescan = 0.0
                 while True:
                     try:
