@@ -43,6 +43,8 @@ TORCH_FREE_MODULES = [
     "workbench.package_data", "workbench.core.sample_models", "workbench.gui.inspector",
     "workbench.core.report", "workbench.core.report.context", "workbench.core.report.render",
     "workbench.cli_commands.report", "workbench.gui.report_pdf",
+    "workbench.core.live", "workbench.cli_commands.inspect", "workbench.gui.panels.live_panel",
+    "workbench.gui.live_window",
 ]
 
 
@@ -156,3 +158,23 @@ def test_report_of_exported_package_runs_without_torch(exported, tiny_dataset, t
     html = out.read_text(encoding="utf-8")
     assert 'data-key="image_auroc"' in html and "data:image/png;base64," in html
     assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_live_inspection_with_exported_package_runs_without_torch(tmp_path: Path) -> None:
+    """``workbench inspect`` on an exported package: the line-side loop needs no torch."""
+    model = REPO / "workbench" / "sample_models" / "washer" / "onnx"
+    images = REPO / "workbench" / "sample_data" / "washer" / "test"
+    log = tmp_path / "live.csv"
+    proc = run_blocked(f"""
+        import sys
+        from workbench.cli import main
+        rc = main(['inspect', '--model', {str(model)!r}, '--replay', {str(images)!r}, '--log', {str(log)!r},
+                   '--max-images', '4', '-q'])
+        leaked = [m for m in sys.modules if m.split('.')[0] in ('torch', 'timm')]
+        print('rc', rc, 'leaked', leaked)
+        sys.exit(rc or (3 if leaked else 0))
+    """, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    from workbench.core.live import read_log
+
+    assert len(read_log(log)) == 4

@@ -405,6 +405,10 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.live:  # the station view replaying the sample images with the shipped sample model (no torch)
+        from workbench.gui.live_window import run_demo
+
+        return run_demo(args.category or "washer", fps=args.fps, log_root=args.out)
     from workbench.core.data import list_categories, load_dataset
     from workbench.core.evaluation import evaluate_model
     from workbench.core.methods import DEFAULT_METHOD, METHODS
@@ -544,6 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--category", help="only this category")
     p.add_argument("--methods", help="comma-separated method names or 'all' (default: patchcore)")
     p.add_argument("--out", help="where to keep the trained models (default: a temporary folder)")
+    p.add_argument("--live", action="store_true",
+                   help="open the live station view replaying the sample test images with the shipped sample model "
+                        "(--category picks the sample, default washer; --out keeps the session logs)")
+    p.add_argument("--fps", type=finite_float, default=2.0, help="--live: replay rate in images per second (default 2)")
     common(p)
     p.set_defaults(func=cmd_demo)
 

@@ -57,9 +57,10 @@ def display_path(path: str | os.PathLike[str]) -> str:
     return safe_text(os.fsdecode(path))
 
 
-def row_check(row: dict[str, Any]) -> str:
-    """CRC-32 (hex) of the row's fields in column order, separated by a character no field holds."""
-    text = "\x1f".join(str(row.get(f, "")) for f in CSV_FIELDS if f != CHECK_FIELD)
+def row_check(row: dict[str, Any], fields: Sequence[str] = CSV_FIELDS) -> str:
+    """CRC-32 (hex) of the row's fields in column order, separated by a character no field holds.
+    ``fields``: the columns of the file (another CSV with the same conventions, e.g. the live log)."""
+    text = "\x1f".join(str(row.get(f, "")) for f in fields if f != CHECK_FIELD)
     return f"{zlib.crc32(text.encode('utf-8')):08x}"
 
 
@@ -115,19 +116,25 @@ class ResultsCsv:
         return list(self._rows)
 
 
-def read_valid_rows(path: str | Path) -> list[dict[str, str]]:
-    """The rows of a ``scores.csv`` that parse and match their checksum (damaged lines left out)."""
-    return _read_valid(Path(path))[0]
+def read_valid_rows(path: str | Path, fields: Sequence[str] = CSV_FIELDS) -> list[dict[str, str]]:
+    """The rows of a ``scores.csv`` (or another CSV with ``fields``, the checksum last) that parse
+    and match their checksum (damaged lines left out)."""
+    return _read_valid(Path(path), fields)[0]
 
 
-def _encode(rows: Iterable[dict[str, Any]]) -> bytes:
+def encode_rows(rows: Iterable[dict[str, Any]], fields: Sequence[str] = CSV_FIELDS) -> bytes:
+    """Complete CSV lines (UTF-8) of ``rows`` in column order ``fields``."""
+    return _encode(rows, fields)
+
+
+def _encode(rows: Iterable[dict[str, Any]], fields: Sequence[str] = CSV_FIELDS) -> bytes:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
     writer.writerows(rows)
     return buf.getvalue().encode("utf-8")
 
 
-def _read_valid(path: Path) -> tuple[list[dict[str, str]], int, bool]:
+def _read_valid(path: Path, fields: Sequence[str] = CSV_FIELDS) -> tuple[list[dict[str, str]], int, bool]:
     """(valid rows, number of damaged or repeated lines dropped, whether the header is ours).
 
     Each line is parsed on its own, so an unbalanced quote cannot swallow the lines after it.
@@ -139,19 +146,22 @@ def _read_valid(path: Path) -> tuple[list[dict[str, str]], int, bool]:
     except OSError as exc:
         raise PredictRunError(f"{path} cannot be read ({exc.strerror or exc}).") from exc
     lines = data.split(b"\n")
-    header_ok = _parse_line(lines[0]) == CSV_FIELDS
+    fields = list(fields)
+    header_ok = _parse_line(lines[0]) == fields
     rows: list[dict[str, str]] = []
     seen: set[str] = set()
     dropped = 0
     for raw in lines[1:]:
         if not raw.strip():
             continue
-        fields = _parse_line(raw)
-        row = dict(zip(CSV_FIELDS, fields)) if fields is not None and len(fields) == len(CSV_FIELDS) else None
-        if row is None or row[CHECK_FIELD] != row_check(row) or row["path"] in seen:
+        parsed = _parse_line(raw)
+        row = dict(zip(fields, parsed)) if parsed is not None and len(parsed) == len(fields) else None
+        key = row.get("path") if row is not None else None  # predict keys rows by path; other logs repeat names
+        if row is None or row[CHECK_FIELD] != row_check(row, fields) or (key is not None and key in seen):
             dropped += 1
             continue
-        seen.add(row["path"])
+        if key is not None:
+            seen.add(key)
         rows.append(row)
     if not header_ok and dropped and not rows:  # not a damaged file of ours: another version's or tool's
         shown = lines[0][:80].decode("utf-8", "backslashreplace")

@@ -1,5 +1,5 @@
 """The main window: a left-to-right workflow (Dataset -> Method & Training -> Threshold ->
-Review -> Export), the workspace menus, shortcuts and a status bar.
+Review -> Export -> Live), the workspace menus, shortcuts and a status bar.
 
 It owns the :class:`JobRunner` and the :class:`Session`; panels get the session and never
 reference each other.
@@ -25,6 +25,7 @@ from workbench.gui.app import app_icon
 from workbench.gui.device import device_description
 from workbench.gui.panels.dataset_panel import DatasetPanel
 from workbench.gui.panels.export_panel import ExportPanel
+from workbench.gui.panels.live_panel import LivePanel
 from workbench.gui.panels.review_panel import ReviewPanel
 from workbench.gui.panels.threshold_panel import ThresholdPanel
 from workbench.gui.panels.training_panel import TrainingPanel
@@ -56,6 +57,7 @@ STEPS = (
     Step("threshold", "Threshold", QStyle.StandardPixmap.SP_FileDialogDetailedView, True),
     Step("review", "Review", QStyle.StandardPixmap.SP_FileDialogContentsView, True),
     Step("export", "Export", QStyle.StandardPixmap.SP_DialogSaveButton, True),
+    Step("live", "Live", QStyle.StandardPixmap.SP_MediaPlay, True),
 )
 
 
@@ -85,13 +87,15 @@ class MainWindow(QMainWindow):
         self.threshold_panel = ThresholdPanel(self.session)
         self.review_panel = ReviewPanel(self.session)
         self.export_panel = ExportPanel(self.session)
+        self.live_panel = LivePanel()
         self.stack = QStackedWidget()
         for page in (self.first_run, self.dataset_panel, self.training_panel, self.threshold_panel,
-                     self.review_panel, self.export_panel):
+                     self.review_panel, self.export_panel, self.live_panel):
             self.stack.addWidget(page)
         self.pages: dict[str, QWidget] = {"dataset": self.dataset_panel, "training": self.training_panel,
                                           "threshold": self.threshold_panel, "review": self.review_panel,
-                                          "export": self.export_panel}
+                                          "export": self.export_panel, "live": self.live_panel}
+        self._connect_live()
         # Reviewed labels are the calibration's ground truth; a saved calibration moves the outlines.
         # One verdict updates the Threshold step incrementally; bulk changes (imports) re-evaluate.
         self.review_panel.labelEdited.connect(self.threshold_panel.on_label_edited)
@@ -187,6 +191,34 @@ class MainWindow(QMainWindow):
     def _show_inference(self, summary) -> None:
         self.review_panel.show_folder_run(summary)
         self.go_to_step([step.key for step in STEPS].index("review"))
+
+    def _connect_live(self) -> None:
+        """Live scores with the active model, logs into the workspace, opens strip images in Review."""
+        def on_model(model) -> None:
+            if not self.live_panel.runner.running:
+                self.live_panel.set_model(model.path if model else None, f"{model.name}" if model else "")
+
+        def on_workspace(workspace) -> None:
+            self.live_panel.shutdown()
+            self.live_panel.set_log_root(workspace.path / "live" if workspace is not None else None)
+
+        self.session.activeModelChanged.connect(on_model)
+        self.session.workspaceChanged.connect(on_workspace)
+        self.live_panel.open_handler = self._open_live_result
+        self.live_panel.fullScreenToggled.connect(
+            lambda full: (self.navigator.setVisible(not full), self.menuBar().setVisible(not full),
+                          self.statusBar().setVisible(not full)))
+
+    def _open_live_result(self, result) -> None:
+        """A live image of the current dataset opens in Review; any other in a closer-look dialog."""
+        from workbench.core.labels import label_key
+
+        dataset = self.session.dataset
+        if result.path is not None and dataset is not None:
+            key = label_key(dataset.root, result.path)
+            if self.review_panel.model.row_of(key) >= 0 and self.go_to_step(3) and self.review_panel.select_key(key):
+                return
+        self.live_panel.show_result_dialog(result)
 
     def _build_actions(self) -> None:
         sp = QStyle.StandardPixmap
@@ -531,6 +563,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/state", self.saveState())
         self.settings.sync()
         self.review_panel.shutdown()
+        self.live_panel.shutdown()
         self._stop_jobs()
         self.dataset_panel.images_model.loader.clear()
         self.session.close()
