@@ -16,7 +16,7 @@ import torch
 
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 from workbench.core.methods.base import AnomalyModel
-from workbench.core.methods.components.coreset import greedy_coreset
+from workbench.core.methods.components.coreset import StreamingCoreset
 from workbench.core.methods.components.ops import fuse_features, parse_layers
 from workbench.core.methods.patchcore.torch_model import PatchCoreModel
 from workbench.core.methods.schema import Param
@@ -35,6 +35,10 @@ class PatchCore(AnomalyModel):
               choices=("1,2", "2,3", "1,2,3")),
         Param("coreset_ratio", "float", 0.1, "Fraction of training patches kept in the memory bank. "
               "Smaller is faster to score and smaller on disk, slightly less accurate.", 0.001, 1.0),
+        Param("max_bank_size", "int", 10000, "Most patches kept in the memory bank (0 = no limit). "
+              "Once the training set is large enough for the bank to cover its features, more images "
+              "no longer grow the bank, so training time grows linearly with the number of images.",
+              0, 10_000_000),
         Param("projection_dim", "int", 128, "Random projection size used only to speed up coreset "
               "selection.", 8, 1024),
         Param("num_neighbors", "int", 9, "Neighbours used to re-weight the image score (1 = plain "
@@ -43,6 +47,8 @@ class PatchCore(AnomalyModel):
     )
 
     tiny_params = {"image_size": 64, "coreset_ratio": 0.2}
+    # models trained before the cap existed had an uncapped bank (only fitting reads it)
+    params_before_added = {"max_bank_size": 0}
 
     def __init__(self, device=None, **params) -> None:
         super().__init__(device, **params)
@@ -50,16 +56,28 @@ class PatchCore(AnomalyModel):
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
+        """Stream each batch's patch features into the coreset selection: memory stays at one
+        chunk of features plus the bank, whatever the number of images."""
         report = make_reporter(progress, "extract features", len(images))
-        patches = []
+        selector: StreamingCoreset | None = None
         for feats in self.iter_feature_batches(images, cancel, report):
             emb = fuse_features(feats, local_kernel=3)
-            patches.append(emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]))
-        bank = torch.cat(patches)
-        n_select = max(1, int(round(bank.shape[0] * self.p.coreset_ratio)))
-        selected = greedy_coreset(bank, n_select, self.p.projection_dim, self.p.seed, cancel,
-                                  make_reporter(progress, "coreset selection", n_select))
-        self._set_module(self._new_module({"memory_bank": bank[selected].contiguous()}))
+            if selector is None:
+                selector = self._selector(len(images) * emb.shape[2] * emb.shape[3], progress, cancel)
+            selector.add(emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]))
+        assert selector is not None  # fit() refuses an empty image list
+        self._set_module(self._new_module({"memory_bank": selector.finish()}))
+
+    def bank_size(self, n_patches: int) -> int:
+        """Memory-bank size for ``n_patches`` training patches: the coreset ratio, capped."""
+        n_select = max(1, int(round(n_patches * self.p.coreset_ratio)))
+        return min(n_select, self.p.max_bank_size) if self.p.max_bank_size > 0 else n_select
+
+    def _selector(self, n_patches: int, progress: ProgressCallback | None,
+                  cancel: CancelToken) -> StreamingCoreset:
+        n_select = self.bank_size(n_patches)
+        return StreamingCoreset(n_patches, n_select, self.p.projection_dim, self.p.seed, cancel,
+                                make_reporter(progress, "coreset selection", n_select))
 
     def _new_module(self, tensors: dict[str, torch.Tensor], dense: bool = False) -> PatchCoreModel:
         return PatchCoreModel(self.extractor, tensors["memory_bank"].to(self.device), self.image_size,

@@ -1,0 +1,132 @@
+"""PatchCore fit time against the number of good training images (run by hand, not in CI).
+
+Renders N good 256 px training images of one hard-benchmark category deterministically
+(``hard_data/make_hard_benchmark.py``, training side of the photo, image indices 0..N-1, so
+every larger set contains the smaller ones), fits PatchCore with its default settings for each
+N and scores the category's usual test split (20 good, 40 defective). Prints fit seconds,
+image and pixel AUROC, bank size and peak resident memory per N, and the log-log growth
+exponent of the fit time (least squares over all N, and between the smallest and largest N).
+A fit whose time grows linearly with N has exponent 1; a fixed coreset ratio with exact greedy
+selection is quadratic (exponent 2).
+
+    python benchmarks/fit_scaling.py [--category wood] [--sizes 60,120,240,480,960]
+                                     [--param max_bank_size=0] [--threads N]
+
+Needs the Debian package ``mate-backgrounds`` (see ``hard_data/README.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "hard_data"))
+
+import make_hard_benchmark as hard  # noqa: E402
+
+RESULTS = HERE / "results" / "fit_scaling.json"
+
+
+def training_images(category: str, n: int, size: int, seed: int = 0) -> list[np.ndarray]:
+    """The first ``n`` good training images of ``category`` (deterministic, in memory)."""
+    photo = hard.load_photo(hard.source_dir(), category)
+    return [hard.render(photo, category, "train", hard.GOOD, i, seed, size).image for i in range(n)]
+
+
+def growth_exponent(sizes: list[int], seconds: list[float]) -> float:
+    """Least-squares slope of log(seconds) against log(size)."""
+    x, y = np.log(np.asarray(sizes, float)), np.log(np.asarray(seconds, float))
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = json.loads(value) if value and value[0] in "0123456789-[{tfn" else value
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--category", default="wood", choices=sorted(hard.CATEGORIES))
+    ap.add_argument("--sizes", default="60,120,240,480,960")
+    ap.add_argument("--method", default="patchcore")
+    ap.add_argument("--param", action="append", default=[], help="method parameter key=value (repeatable)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    ap.add_argument("--data", default=str(hard.DEFAULT_OUT), help="hard benchmark folder (test split; generated if missing)")
+    ap.add_argument("--json", default=str(RESULTS))
+    a = ap.parse_args(argv)
+    import torch
+
+    from workbench.core.data import load_dataset
+    from workbench.core.evaluation import evaluate_predictions
+    from workbench.core.methods import create_method
+    from workbench.core.methods.images import LazyImages
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    sizes = [int(s) for s in a.sizes.split(",")]
+    params = parse_params(a.param)
+    data = Path(a.data)
+    try:
+        if not (data / a.category).is_dir():
+            hard.generate(data, [a.category])
+        train = training_images(a.category, max(sizes), hard.IMAGE_SIZE)
+    except hard.SourceMissing as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    test = load_dataset(data, category=a.category).test
+    test_images = LazyImages([r.path for r in test])
+    rows: list[dict[str, Any]] = []
+    print(f"{a.method} {params or 'defaults'} on '{a.category}', torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {os.cpu_count()} cores", file=sys.stderr)
+    for n in sizes:
+        load_before = os.getloadavg()[0]
+        model = create_method(a.method, device="cpu", **params)
+        start = time.perf_counter()
+        model.fit(train[:n])
+        fit_s = time.perf_counter() - start
+        scores, maps = model.predict(test_images)
+        ev = evaluate_predictions(test, scores, maps)
+        bank = model.state_tensors().get("memory_bank")
+        rows.append({"n_train": n, "fit_s": fit_s, "image_auroc": ev.image_auroc, "pixel_auroc": ev.pixel_auroc,
+                     "aupro": ev.aupro, "bank_rows": int(bank.shape[0]) if bank is not None else None,
+                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                     "load_before": load_before, "load_after": os.getloadavg()[0]})
+        print(f"{n} images: fit {fit_s:.1f} s, image AUROC {ev.image_auroc:.3f}, load {load_before:.1f}",
+              file=sys.stderr, flush=True)
+    exponent = growth_exponent([r["n_train"] for r in rows], [r["fit_s"] for r in rows]) if len(rows) > 1 else math.nan
+    ends = (math.log(rows[-1]["fit_s"] / rows[0]["fit_s"]) / math.log(rows[-1]["n_train"] / rows[0]["n_train"])
+            if len(rows) > 1 else math.nan)
+    lines = ["| training images | fit s | s per image | image AUROC | pixel AUROC | AUPRO | bank rows | peak RSS MB | load |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['n_train']} | {r['fit_s']:.1f} | {r['fit_s'] / r['n_train']:.3f} | {r['image_auroc']:.3f} | "
+                     f"{r['pixel_auroc']:.3f} | {r['aupro']:.3f} | {r['bank_rows']} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['load_before']:.1f} |")
+    lines.append(f"\ngrowth exponent (least squares, log-log): {exponent:.2f}; smallest to largest: {ends:.2f}")
+    print("\n".join(lines))
+    out = Path(a.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"method": a.method, "params": params, "category": a.category, "rows": rows,
+                               "exponent": exponent, "exponent_ends": ends, "torch_threads": torch.get_num_threads(),
+                               "cores": os.cpu_count(), "platform": platform.platform()}, indent=1))
+    os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
