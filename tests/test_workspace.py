@@ -425,8 +425,6 @@ def test_inspected_area_round_trip_with_polygons(tmp_path: Path) -> None:
 
 
 def test_inspected_area_polygon_cut_by_the_eraser_is_kept_as_pixels() -> None:
-    import numpy as np
-
     from workbench.core.calibration.area import AreaError, InspectedArea, rasterize_polygons
 
     polygon = [(2.0, 2.0), (20.0, 2.0), (20.0, 20.0), (2.0, 20.0)]
