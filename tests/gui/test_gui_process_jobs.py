@@ -39,9 +39,11 @@ def test_app_default_is_the_process_and_runner_reads_the_settings(qapp):
     workers.set_jobs_in_process(True)
     try:
         runner = JobRunner(settings=lambda: AppSettings(device="cpu", cpu_threads=3))
-        assert runner.compute_options() == ComputeOptions(threads=3, device="cpu")
+        nice = workers.COMPUTE_NICE  # the child yields the CPU to the window
+        assert nice > 0
+        assert runner.compute_options() == ComputeOptions(threads=3, device="cpu", nice=nice)
         runner = JobRunner(settings=lambda: AppSettings(device="auto", cpu_threads=0))
-        assert runner.compute_options() == ComputeOptions(threads=0, device=None)
+        assert runner.compute_options() == ComputeOptions(threads=0, device=None, nice=nice)
     finally:
         workers.set_jobs_in_process(False)
     assert JobRunner(settings=lambda: AppSettings()).compute_options() is None  # in-thread: no child

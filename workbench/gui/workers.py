@@ -60,7 +60,7 @@ def prestart_compute_process() -> None:
     if _jobs_in_process:
         SPARES.refill()
 
-COMPUTE_NICE = 0  # niceness added to compute processes (POSIX); see JobRunner.nice
+COMPUTE_NICE = 10  # compute processes yield the CPU to the window when both want it (POSIX; no effect when idle)
 PROGRESS_INTERVAL_S = 0.05  # at most ~20 plain progress updates per second reach the GUI
 PENDING, RUNNING, FINISHED, FAILED, CANCELLED = "pending", "running", "finished", "failed", "cancelled"
 
