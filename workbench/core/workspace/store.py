@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.core.workspace.exclusions import EXCLUSIONS_SQL, add_exclusions_table
+
 if TYPE_CHECKING:
     from workbench.core.data import Dataset
 
@@ -55,7 +57,7 @@ log = logging.getLogger(__name__)
 DB_FILE = "workspace.sqlite"
 MODELS_DIR = "models"
 LABELS_DIR = "labels"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: training_exclusions (workspace/exclusions.py)
 APPLICATION_ID = 0x57424E43  # "WBNC": marks the SQLite file as a workbench workspace
 BUSY_TIMEOUT_S = 10.0
 
@@ -116,12 +118,12 @@ CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
-"""
+""" + EXCLUSIONS_SQL + ";\n"
 
 # Migration hook: MIGRATIONS[n] upgrades a database from schema n to n + 1. Each runs inside the
 # single transaction that also bumps user_version, so a failed upgrade leaves the old schema.
 Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: dict[int, Migration] = {}
+MIGRATIONS: dict[int, Migration] = {1: add_exclusions_table}
 
 
 class WorkspaceError(ValueError):
@@ -630,6 +632,21 @@ class Workspace:
     def label_key(self, dataset_id: int, image_path: str | os.PathLike[str]) -> str:
         """The key :meth:`labels` uses for ``image_path`` (to look an image's label up)."""
         return self._label_key(self.dataset(dataset_id).root, image_path)
+
+    # ------------------------------------------------------------------ training exclusions
+
+    def set_excluded(self, dataset_id: int, image_paths, excluded: bool = True, reason: str = "",
+                     scores: dict[str, float] | None = None) -> int:
+        """Exclude images from training (or include them again); see :mod:`.exclusions`."""
+        from workbench.core.workspace.exclusions import set_excluded
+
+        return set_excluded(self, dataset_id, image_paths, excluded, reason, scores)
+
+    def excluded_images(self, dataset_id: int) -> list[Path]:
+        """Absolute paths of the training images excluded for ``dataset_id``."""
+        from workbench.core.workspace.exclusions import excluded_paths
+
+        return excluded_paths(self, dataset_id)
 
     @staticmethod
     def _label_key(root: Path, image_path: str | os.PathLike[str]) -> str:
