@@ -245,5 +245,20 @@ def _write_files(result: AuditResult, out: Path, overlays: int) -> None:
     atomic_write_json(out / JSON_NAME, result.to_json())
 
 
-__all__ = ["AUDIT_OUTPUT", "AuditEntry", "check_audit_out", "AuditResult", "DEFAULT_FOLDS", "RULE", "audit_training_set", "fold_of", "robust_cutoff",
-           "write_audit"]
+def audit_and_write(dataset: Dataset, out_dir: str | Path, method: str = "patchcore",
+                    params: dict[str, Any] | None = None, *, folds: int = DEFAULT_FOLDS, device: Any = None,
+                    excluded: Collection[str | Path] = (), overlays: int = DEFAULT_OVERLAYS,
+                    progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> AuditResult:
+    """The whole job the app's "Audit training images" button runs: audit, then write the files
+    (the overlays the list shows as thumbnails). Writes nothing to the workspace database: the
+    GUI thread stores the user's exclusions."""
+    check_audit_out(out_dir, dataset.root)
+    result = audit_training_set(dataset, method, params, folds=folds, device=device, excluded=excluded,
+                                keep_maps=overlays, progress=progress, cancel=cancel)
+    (cancel or CancelToken()).raise_if_cancelled()
+    write_audit(result, out_dir, overlays=overlays)
+    return result
+
+
+__all__ = ["AUDIT_OUTPUT", "DEFAULT_FOLDS", "RULE", "AuditEntry", "AuditResult", "audit_and_write",
+           "audit_training_set", "check_audit_out", "fold_of", "robust_cutoff", "write_audit"]

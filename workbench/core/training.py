@@ -71,8 +71,6 @@ def train_model(dataset: Dataset, method: str, params: dict[str, Any] | None = N
     prediction (torch and exported ONNX alike) tiles the same way.
     """
     model = create_method(method, device=device, **(params or {}))
-    if tiling is not None:
-        model.metadata["tiling"] = tiling.to_json()
     goods, n_excluded = drop_excluded(dataset.train, excluded)
     if not goods:
         more = f" ({n_excluded} excluded from training by the user)" if n_excluded else ""
@@ -89,6 +87,8 @@ def train_model(dataset: Dataset, method: str, params: dict[str, Any] | None = N
     images = TiledImages(paths, tiling) if tiling is not None else LazyImages(paths)
     model.fit(images, progress, cancel)
     fit_seconds = time.perf_counter() - start
+    if tiling is not None:  # from now on predict tiles (the held-out images below, and every later use)
+        model.metadata["tiling"] = tiling.to_json()
     if hold_recs:
         scores, maps = model.predict(LazyImages([r.path for r in hold_recs]), progress, cancel)
         model.metadata["score_stats"] = score_statistics(scores, maps)
