@@ -185,19 +185,21 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from workbench.cli_commands.audit import training_note, training_options
     from workbench.core.methods.package import save_model
     from workbench.core.training import train_model
 
     dataset = _load_dataset(args)
     _check_model_out(args, dataset)
+    options = training_options(args)  # --workspace exclusions, --tile
     print(dataset.report.summary())
     with progress_bars(not args.quiet) as bars:
         result = train_model(dataset, args.method, _parse_params(args.param), device=args.device,
-                             progress=bars)
+                             progress=bars, **options)
     out = save_model(result.model, args.out, overwrite=args.overwrite,
                      inputs=[("the dataset", args.data), ("the dataset", dataset.root)])
     print(f"Trained {result.model.title} on {result.n_train} good images in {result.fit_seconds:.1f} s "
-          f"({result.model.device}); model saved to {out}")
+          f"({result.model.device}){training_note(args, result)}; model saved to {out}")
     return 0
 
 
@@ -481,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model folder to write (new or empty)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out when it already holds a model package (never any other folder)")
+    from workbench.cli_commands.audit import add_training_set_args
+
+    add_training_set_args(p)  # --workspace (skip excluded images), --tile, --tile-overlap
     common(p)
     p.set_defaults(func=cmd_train)
 

@@ -17,6 +17,7 @@ import importlib
 COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "inspect",
+    "audit",
 )
 
 

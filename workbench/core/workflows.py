@@ -50,13 +50,18 @@ class TrainingOutcome:
     n_train: int
     n_holdout: int
     metrics: dict[str, Any]
+    n_excluded: int = 0  # good training images skipped because the user excluded them
 
 
 def train_evaluate_save(dataset: Dataset, method: str, params: dict[str, Any], model_dir: Path,
                         device: Any = None, *, progress: ProgressCallback | None = None,
-                        cancel: CancelToken | None = None) -> TrainingOutcome:
+                        cancel: CancelToken | None = None, excluded: Sequence[str | Path] = (),
+                        tiling: Any = None) -> TrainingOutcome:
     """Train, evaluate on the test split, save the package to ``model_dir``, then write the
     prediction cache, so the Threshold and Review steps open without predicting again.
+
+    ``excluded`` (images the user excluded from training) and ``tiling`` (a
+    :class:`~workbench.core.tiling.TilingSpec`) go to :func:`~workbench.core.training.train_model`.
 
     Saving comes last on purpose: a cancel at any step before it leaves no files, and the
     save itself is atomic (core ``save_model``), so a model folder is complete or absent.
@@ -68,7 +73,7 @@ def train_evaluate_save(dataset: Dataset, method: str, params: dict[str, Any], m
 
     cancel = cancel or CancelToken()
     result = train_model(dataset, method, params, device=device,
-                         progress=staged(progress, "Training"), cancel=cancel)
+                         progress=staged(progress, "Training"), cancel=cancel, excluded=excluded, tiling=tiling)
     metrics: dict[str, Any] = {}
     evaluation: EvalResult | None = None
     if dataset.test:
@@ -87,7 +92,7 @@ def train_evaluate_save(dataset: Dataset, method: str, params: dict[str, Any], m
         raise
     make_reporter(progress, "Saving model", 1)(1)
     return TrainingOutcome(method, dict(result.model.params), Path(model_dir), result.fit_seconds,
-                           result.n_train, result.n_holdout, metrics)
+                           result.n_train, result.n_holdout, metrics, result.n_excluded)
 
 
 # ----------------------------------------------------------------------------- folder prediction

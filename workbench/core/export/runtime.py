@@ -16,6 +16,7 @@ import numpy as np
 from workbench.core.files import file_sha256
 from workbench.core.data.preprocess import to_array
 from workbench.core.formats import ExportedPackageError, ExportJson, read_json_file, validate
+from workbench.core.tiling import TilingSpec, predict_tiled
 
 
 def is_exported_package(directory: str | Path) -> bool:
@@ -55,13 +56,28 @@ class OnnxInferencer:
         self.mean = checked.input.mean
         self.std = checked.input.std
         self.batch_size = int(self.params.get("batch_size", 8))
+        try:
+            self.tiling = TilingSpec.from_metadata(meta)  # same geometry and stitching as the torch path
+        except ValueError as exc:
+            raise ExportedPackageError(f"{directory / 'model.json'}: {exc} {REDO}") from exc
         self.fitted = True
 
     @property
     def params(self) -> dict[str, Any]:
         return self.metadata.get("params", {})
 
+    @property
+    def map_size(self) -> int:
+        return self.image_size if self.tiling is None else self.tiling.map_size
+
+    def _score_tiles(self, tiles: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        batch = to_array(tiles, self.image_size, self.mean, self.std)
+        s, m = self.session.run(["score", "anomaly_map"], {"image": batch})
+        return np.asarray(s, np.float32), np.asarray(m, np.float32)
+
     def predict(self, images: Sequence[np.ndarray], progress=None, cancel=None) -> tuple[np.ndarray, np.ndarray]:
+        if self.tiling is not None:
+            return predict_tiled(images, self._score_tiles, self.tiling, self.batch_size, progress, cancel)
         scores, maps = [], []
         for start in range(0, len(images), self.batch_size):
             if cancel is not None:

@@ -31,6 +31,7 @@ from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 from workbench.core.methods.components.inference import InferenceModule
 from workbench.core.methods.images import batches, to_tensor
 from workbench.core.methods.schema import Param, params_view, resolve_params, with_defaults
+from workbench.core.tiling import TilingSpec, predict_tiled
 
 COMMON_PARAMS: tuple[Param, ...] = (
     Param("image_size", "int", 256, "Images are resized to this square size before the backbone. "
@@ -153,7 +154,8 @@ class AnomalyModel(ABC):
     @torch.inference_mode()
     def predict(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None,
                 cancel: CancelToken | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Score images: returns ``(scores[N] float32, maps[N, S, S] float32)`` with S = image_size.
+        """Score images: returns ``(scores[N] float32, maps[N, S, S] float32)`` with S = image_size
+        (S = the tiling's ``map_size`` for a tiled model, see :mod:`workbench.core.tiling`).
 
         Higher means more anomalous. Maps are at the model's input resolution; use
         :func:`workbench.core.metrics.resize_map` to bring them to an image's own size.
@@ -161,6 +163,9 @@ class AnomalyModel(ABC):
         if not self.fitted:
             raise RuntimeError(f"{self.title} is not trained yet: call fit() or load a model.")
         cancel = cancel or CancelToken()
+        tiling = self.tiling
+        if tiling is not None:  # large images: tiles at the model's size, stitched map (core.tiling)
+            return predict_tiled(images, self._score_tiles, tiling, self.p.batch_size, progress, cancel)
         report = make_reporter(progress, "predict", len(images))
         scores = np.empty(len(images), np.float32)
         maps = np.empty((len(images), self.image_size, self.image_size), np.float32)
@@ -171,6 +176,21 @@ class AnomalyModel(ABC):
             maps[start:start + len(chunk)] = batch_maps.float().cpu().numpy()
             report(start + len(chunk))
         return scores, maps
+
+    @property
+    def tiling(self) -> TilingSpec | None:
+        """The tiling setting stored with the model (``metadata["tiling"]``), or None."""
+        return TilingSpec.from_metadata(self.metadata)
+
+    @property
+    def map_size(self) -> int:
+        """Side of the maps ``predict`` returns: the input size, or the stitched map's size."""
+        tiling = self.tiling
+        return self.image_size if tiling is None else tiling.map_size
+
+    def _score_tiles(self, tiles: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        scores, maps = self._predict_chunk(tiles)
+        return scores.float().cpu().numpy(), maps.float().cpu().numpy()
 
     def _predict_chunk(self, chunk: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """``_predict_tensor`` on a list of images; on CUDA out-of-memory the batch is halved and

@@ -170,7 +170,7 @@ def _smoke_test(directory: Path, model: AnomalyModel) -> None:
         raise ModelPackageError(
             f"{directory}: the weights do not fit the '{model.name}' model described in {META_FILE} "
             f"(trained on another input size, channel count or version?): {exc}. Retrain the model.") from exc
-    if scores.shape != (1,) or maps.shape != (1, size, size):
+    if scores.shape != (1,) or maps.shape != (1, model.map_size, model.map_size):
         raise ModelPackageError(f"{directory}: the model produced outputs of the wrong shape; retrain it.")
 
 
@@ -214,6 +214,11 @@ def load_model(directory: str | Path, device: str | torch.device | None = None,
         raise ModelPackageError(f"{weights_path} does not hold the tensors of a '{model.name}' model "
                                 f"({type(exc).__name__}: {exc}). Retrain or restore the model.") from exc
     model.metadata = {k: v for k, v in meta.items() if k not in CORE_KEYS}
+    try:
+        model.tiling  # noqa: B018 - a damaged 'tiling' entry is reported here, not at the first image
+    except ValueError as exc:
+        raise ModelPackageError(f"{directory / META_FILE}: {exc} The file is damaged or was edited by hand; "
+                                "retrain or restore the model.") from exc
     if verify:
         _smoke_test(directory, model)
     return model

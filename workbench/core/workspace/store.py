@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.core.workspace.exclusions import EXCLUSIONS_SQL, add_exclusions_table
+
 if TYPE_CHECKING:
     from workbench.core.calibration.area import InspectedArea
     from workbench.core.data import Dataset
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 DB_FILE = "workspace.sqlite"
 MODELS_DIR = "models"
 LABELS_DIR = "labels"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 2: inspected_areas; 3: training_exclusions (workspace/exclusions.py)
 APPLICATION_ID = 0x57424E43  # "WBNC": marks the SQLite file as a workbench workspace
 BUSY_TIMEOUT_S = 10.0
 
@@ -117,7 +119,7 @@ CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
-"""
+""" + EXCLUSIONS_SQL + ";\n"
 
 # Schema 2: the inspected area (ROI / ignore region) drawn in the Threshold step, per dataset:
 # the painted pixels (PNG, NULL when only polygons) and the polygons (JSON list of vertex lists
@@ -146,7 +148,7 @@ def _add_inspected_areas(conn: sqlite3.Connection) -> None:
     conn.execute(AREAS_SQL)
 
 
-MIGRATIONS: dict[int, Migration] = {1: _add_inspected_areas}
+MIGRATIONS: dict[int, Migration] = {1: _add_inspected_areas, 2: add_exclusions_table}
 
 
 class WorkspaceError(ValueError):
@@ -655,6 +657,21 @@ class Workspace:
     def label_key(self, dataset_id: int, image_path: str | os.PathLike[str]) -> str:
         """The key :meth:`labels` uses for ``image_path`` (to look an image's label up)."""
         return self._label_key(self.dataset(dataset_id).root, image_path)
+
+    # ------------------------------------------------------------------ training exclusions
+
+    def set_excluded(self, dataset_id: int, image_paths, excluded: bool = True, reason: str = "",
+                     scores: dict[str, float] | None = None) -> int:
+        """Exclude images from training (or include them again); see :mod:`.exclusions`."""
+        from workbench.core.workspace.exclusions import set_excluded
+
+        return set_excluded(self, dataset_id, image_paths, excluded, reason, scores)
+
+    def excluded_images(self, dataset_id: int) -> list[Path]:
+        """Absolute paths of the training images excluded for ``dataset_id``."""
+        from workbench.core.workspace.exclusions import excluded_paths
+
+        return excluded_paths(self, dataset_id)
 
     @staticmethod
     def _label_key(root: Path, image_path: str | os.PathLike[str]) -> str:

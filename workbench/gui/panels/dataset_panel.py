@@ -14,7 +14,7 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Slot
 from PySide6.QtGui import QFont, QImage
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QListView,
-    QPlainTextEdit, QSplitter, QTableView, QTabWidget, QVBoxLayout, QWidget,
+    QPlainTextEdit, QPushButton, QSplitter, QTableView, QTabWidget, QVBoxLayout, QWidget,
 )
 
 from workbench.core.data import Dataset, DatasetError, ImageRecord, list_categories, read_image, read_mask
@@ -28,6 +28,7 @@ from workbench.gui.qtmodels.image_list import ANOMALOUS
 from workbench.gui.qtmodels.roles import ObjectRole
 from workbench.gui.session import Session
 from workbench.gui.widgets import errors
+from workbench.gui.widgets.audit_list import AuditDialog
 from workbench.gui.widgets.image_preview import ImagePreview
 from workbench.gui.workers import Worker
 
@@ -57,6 +58,8 @@ class DatasetPanel(QWidget):
         self.import_worker: Worker | None = None
         self.load_worker: Worker | None = None
         self.last_outcome: ImportOutcome | None = None
+        self.audit_dialog: AuditDialog | None = None
+        self._audit_target: tuple | None = None  # (workspace, dataset id) the last audit ran for
 
         self.datasets_model = DatasetListModel(self)
         self.images_model = ImageListModel(parent=self)
@@ -114,6 +117,11 @@ class DatasetPanel(QWidget):
         bar.addWidget(self.class_combo)
         bar.addStretch(1)
         bar.addWidget(self.count_label)
+        self.audit_button = QPushButton("Audit training images")
+        self.audit_button.setToolTip("Score every good training image with models that never saw it (k-fold) "
+                                     "and list the most suspicious ones, to exclude them from training")
+        self.audit_button.clicked.connect(self.open_audit)
+        bar.addWidget(self.audit_button)
 
         size = self.images_model.thumb_size
         self.grid = QListView()
@@ -328,6 +336,44 @@ class DatasetPanel(QWidget):
     def _on_preview_failed(self, key: str, message: str) -> None:
         self.preview.set_message(f"Cannot show this image:\n{message}")
 
+    # ------------------------------------------------------------------ training-set audit
+    def open_audit(self, params: dict | None = None) -> AuditDialog | None:
+        """Open the audit window and start the audit of the current dataset's good training images."""
+        workspace, entry, dataset = self.session.workspace, self.session.dataset_entry, self.session.dataset
+        if workspace is None or entry is None or dataset is None:
+            errors.show_error(self, "Nothing to audit", "Import or select a dataset first.")
+            return None
+        if self.audit_dialog is None:
+            self.audit_dialog = AuditDialog(self)
+            self.audit_dialog.run_button.clicked.connect(lambda: self._start_audit(None))
+            self.audit_dialog.list.exclusionChanged.connect(self._store_exclusions)
+        self.audit_dialog.show()
+        self.audit_dialog.raise_()
+        if self.audit_dialog.worker is None or not self.audit_dialog.worker.running:
+            self._start_audit(params)
+        return self.audit_dialog
+
+    def _start_audit(self, params: dict | None) -> None:
+        workspace, entry, dataset = self.session.workspace, self.session.dataset_entry, self.session.dataset
+        if workspace is None or entry is None or dataset is None or self.audit_dialog is None:
+            return
+        self._audit_target = (workspace, entry.id)
+        out_dir = workspace.path / "audits" / f"dataset-{entry.id}"
+        self.audit_dialog.start(self.session.jobs, dataset, out_dir, workspace.excluded_images(entry.id), params)
+
+    def _store_exclusions(self, paths: list, excluded: bool) -> None:
+        """GUI thread: the user's ticks go to the workspace the audit ran for."""
+        workspace, dataset_id = self._audit_target or (None, None)
+        if workspace is None or workspace.closed:
+            return
+        result = self.audit_dialog.list.result if self.audit_dialog else None
+        scores = {str(e.path): e.score for e in result.entries} if result else {}
+        try:
+            workspace.set_excluded(dataset_id, paths, excluded, reason="audit (Dataset step)", scores=scores)
+        except ValueError as exc:
+            errors.show_error(self, "Cannot store the exclusion", str(exc))
+
     def _update_enabled(self) -> None:
         busy = self.import_worker is not None and self.import_worker.running
         self.import_box.set_busy(busy, enabled=self.session.workspace is not None)
+        self.audit_button.setEnabled(self.session.dataset is not None and bool(self.session.dataset.train))

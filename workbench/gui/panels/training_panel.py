@@ -230,7 +230,8 @@ class TrainingPanel(QWidget):
         workspace.set_setting(PARAMS_KEY.format(method=method), values)
         model_dir = workspace.new_model_dir(method)
         self._run = (workspace, workspace.start_run("train", dataset_id=entry.id))
-        worker = Worker(train_evaluate_save, dataset, method, values, model_dir)
+        worker = Worker(train_evaluate_save, dataset, method, values, model_dir,
+                        excluded=workspace.excluded_images(entry.id))  # the audit's exclusions
         worker.finished.connect(lambda outcome, e=entry, ws=workspace: self._on_trained(e, outcome, ws))
         worker.failed.connect(lambda msg, _d: self._finish_run("failed", msg))
         worker.cancelled.connect(lambda d=model_dir: self._on_training_cancelled(d))
@@ -252,7 +253,8 @@ class TrainingPanel(QWidget):
                                     outcome.metrics, outcome.fit_seconds)
         auroc = outcome.metrics.get("image_auroc")
         held = f" ({outcome.n_holdout} more held out for good-score statistics)" if outcome.n_holdout else ""
-        self.progress.append_log(f"Saved {model.name}: fitted on {outcome.n_train} good images{held}, fit "
+        skipped = f" ({outcome.n_excluded} excluded image(s) skipped)" if outcome.n_excluded else ""
+        self.progress.append_log(f"Saved {model.name}: fitted on {outcome.n_train} good images{held}{skipped}, fit "
                                  f"{outcome.fit_seconds:.1f} s" + (f", image AUROC {auroc:.3f}" if auroc is not None else ""))
         weak = weak_model_warning(auroc, None, outcome.method)
         if weak:
