@@ -7,10 +7,13 @@ N and scores the category's usual test split (20 good, 40 defective). Prints fit
 image and pixel AUROC, bank size and peak resident memory per N, and the log-log growth
 exponent of the fit time (least squares over all N, and between the smallest and largest N).
 A fit whose time grows linearly with N has exponent 1; a fixed coreset ratio with exact greedy
-selection is quadratic (exponent 2).
+selection is quadratic (exponent 2). Both wall-clock and process CPU seconds are recorded: on a
+shared machine the CPU seconds are the fairer measure of the work, and the sizes can be run as
+separate processes and combined (``--combine a.json b.json``).
 
     python benchmarks/fit_scaling.py [--category wood] [--sizes 60,120,240,480,960]
-                                     [--param max_bank_size=0] [--threads N]
+                                     [--param max_bank_size=0] [--threads N] [--json OUT]
+    python benchmarks/fit_scaling.py --combine small.json large.json
 
 Needs the Debian package ``mate-backgrounds`` (see ``hard_data/README.md``).
 """
@@ -50,6 +53,31 @@ def growth_exponent(sizes: list[int], seconds: list[float]) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def _exponents(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
+    """(least-squares, smallest-to-largest) log-log growth exponent of ``key`` over the rows."""
+    if len(rows) < 2:
+        return math.nan, math.nan
+    first, last = rows[0], rows[-1]
+    ends = math.log(last[key] / first[key]) / math.log(last["n_train"] / first["n_train"])
+    return growth_exponent([r["n_train"] for r in rows], [r[key] for r in rows]), ends
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of the rows (sorted by size) and the growth exponents."""
+    rows = sorted(rows, key=lambda r: r["n_train"])
+    lines = ["| training images | fit s | fit CPU s | CPU s per image | image AUROC | pixel AUROC | AUPRO | bank rows | "
+             "peak RSS MB | load |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['n_train']} | {r['fit_s']:.1f} | {r['fit_cpu_s']:.1f} | {r['fit_cpu_s'] / r['n_train']:.3f} | "
+                     f"{r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | {r['aupro']:.3f} | {r['bank_rows']} | "
+                     f"{r['peak_rss_mb']:.0f} | {r['load_before']:.1f} |")
+    for key, what in (("fit_s", "wall-clock"), ("fit_cpu_s", "CPU")):
+        fit, ends = _exponents(rows, key)
+        lines.append(f"\ngrowth exponent of the {what} fit time (least squares, log-log): {fit:.2f}; "
+                     f"smallest to largest N: {ends:.2f}")
+    return "\n".join(lines)
+
+
 def parse_params(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
@@ -67,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     ap.add_argument("--data", default=str(hard.DEFAULT_OUT), help="hard benchmark folder (test split; generated if missing)")
     ap.add_argument("--json", default=str(RESULTS))
+    ap.add_argument("--combine", nargs="+", help="print one table from the JSON files of earlier runs")
     a = ap.parse_args(argv)
+    if a.combine:
+        print(report([r for f in a.combine for r in json.loads(Path(f).read_text())["rows"]]))
+        return 0
     import torch
 
     from workbench.core.data import load_dataset
@@ -95,34 +127,24 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         load_before = os.getloadavg()[0]
         model = create_method(a.method, device="cpu", **params)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         model.fit(train[:n])
-        fit_s = time.perf_counter() - start
+        fit_s, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
         scores, maps = model.predict(test_images)
         ev = evaluate_predictions(test, scores, maps)
         bank = model.state_tensors().get("memory_bank")
-        rows.append({"n_train": n, "fit_s": fit_s, "image_auroc": ev.image_auroc, "pixel_auroc": ev.pixel_auroc,
+        rows.append({"n_train": n, "fit_s": fit_s, "fit_cpu_s": cpu_s, "image_auroc": ev.image_auroc, "pixel_auroc": ev.pixel_auroc,
                      "aupro": ev.aupro, "bank_rows": int(bank.shape[0]) if bank is not None else None,
                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                      "load_before": load_before, "load_after": os.getloadavg()[0]})
-        print(f"{n} images: fit {fit_s:.1f} s, image AUROC {ev.image_auroc:.3f}, load {load_before:.1f}",
+        print(f"{n} images: fit {fit_s:.1f} s ({cpu_s:.1f} CPU s), image AUROC {ev.image_auroc:.3f}, load {load_before:.1f}",
               file=sys.stderr, flush=True)
-    exponent = growth_exponent([r["n_train"] for r in rows], [r["fit_s"] for r in rows]) if len(rows) > 1 else math.nan
-    ends = (math.log(rows[-1]["fit_s"] / rows[0]["fit_s"]) / math.log(rows[-1]["n_train"] / rows[0]["n_train"])
-            if len(rows) > 1 else math.nan)
-    lines = ["| training images | fit s | s per image | image AUROC | pixel AUROC | AUPRO | bank rows | peak RSS MB | load |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['n_train']} | {r['fit_s']:.1f} | {r['fit_s'] / r['n_train']:.3f} | {r['image_auroc']:.3f} | "
-                     f"{r['pixel_auroc']:.3f} | {r['aupro']:.3f} | {r['bank_rows']} | {r['peak_rss_mb']:.0f} | "
-                     f"{r['load_before']:.1f} |")
-    lines.append(f"\ngrowth exponent (least squares, log-log): {exponent:.2f}; smallest to largest: {ends:.2f}")
-    print("\n".join(lines))
+    print(report(rows))
     out = Path(a.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps({"method": a.method, "params": params, "category": a.category, "rows": rows,
-                               "exponent": exponent, "exponent_ends": ends, "torch_threads": torch.get_num_threads(),
+                               "torch_threads": torch.get_num_threads(),
                                "cores": os.cpu_count(), "platform": platform.platform()}, indent=1))
     os.replace(tmp, out)
     return 0
