@@ -15,6 +15,8 @@ import importlib
 
 #: Module names under ``workbench.cli_commands``, one per line, in ``--help`` order.
 COMMAND_MODULES: tuple[str, ...] = (
+    "explain",
+    "update",
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from workbench.core.data import Dataset, ImageRecord
 from workbench.core.jobs import CancelToken, ProgressCallback
 from workbench.core.methods import AnomalyModel, create_method
 from workbench.core.methods.images import LazyImages
+from workbench.core.run_record import dataset_entry, file_entries, new_record
 
 
 @dataclass
@@ -27,6 +29,7 @@ class TrainResult:
     fit_seconds: float
     n_train: int
     n_holdout: int
+    record: dict[str, Any] | None = None  # the run record (core.run_record), saved with the package
 
 
 def split_holdout(records: list[ImageRecord], fraction: float, seed: int) -> tuple[list[ImageRecord], list[ImageRecord]]:
@@ -54,11 +57,18 @@ def train_model(dataset: Dataset, method: str, params: dict[str, Any] | None = N
         train_recs, hold_recs = goods, val_goods
     else:
         train_recs, hold_recs = split_holdout(goods, holdout_fraction, int(model.params["seed"]))
+    hash_start = time.perf_counter()
+    files = file_entries([Path(r.path).resolve() for r in train_recs])  # absolute paths: evidence reads them back
+    hash_seconds = time.perf_counter() - hash_start
     start = time.perf_counter()
     model.fit(LazyImages([r.path for r in train_recs]), progress, cancel)
     fit_seconds = time.perf_counter() - start
+    model.metadata["training_files"] = files
+    holdout_seconds = 0.0
     if hold_recs:
+        hold_start = time.perf_counter()
         scores, maps = model.predict(LazyImages([r.path for r in hold_recs]), progress, cancel)
+        holdout_seconds = time.perf_counter() - hold_start
         model.metadata["score_stats"] = score_statistics(scores, maps)
         apply_policy(model.metadata, provisional_policy(scores, model.metadata["score_stats"]))
     model.metadata["training"] = {
@@ -66,7 +76,13 @@ def train_model(dataset: Dataset, method: str, params: dict[str, Any] | None = N
         "n_train": len(train_recs), "n_holdout": len(hold_recs),
         "fit_seconds": round(fit_seconds, 3), "device": str(model.device),
     }
-    return TrainResult(model, fit_seconds, len(train_recs), len(hold_recs))
+    record = new_record(
+        "train", method=model.name, params=model.params, device=model.device,
+        dataset={**dataset_entry(dataset, files),
+                 "holdout": [Path(r.path).name for r in hold_recs]},
+        timings={"hash_files": hash_seconds, "fit": fit_seconds, "holdout_predict": holdout_seconds},
+        metrics={"holdout_scores": model.metadata.get("score_stats", {}).get("image", {})})
+    return TrainResult(model, fit_seconds, len(train_recs), len(hold_recs), record)
 
 
 def score_statistics(scores: np.ndarray, maps: np.ndarray) -> dict[str, dict[str, float]]:
