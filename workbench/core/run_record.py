@@ -21,6 +21,7 @@ import os
 import platform
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,60 @@ def latest_record(model_dir: str | Path, kind: str | None = None) -> dict[str, A
     return None
 
 
+@dataclass
+class RerunSettings:
+    """What ``workbench train --record R.json`` trains with, read from a training record."""
+
+    record: dict[str, Any]
+    data: str
+    layout: str
+    method: str
+    params: dict[str, Any]
+    device: str
+    messages: list[str] = field(default_factory=list)
+
+    def check_files(self, new_record: dict[str, Any] | None) -> list[str]:
+        """Compare the re-run's training files with the record's; returns (and the CLI prints)
+        what differs. Identical files are what makes the scores identical."""
+        old, new = self.record.get("dataset") or {}, (new_record or {}).get("dataset") or {}
+        if old.get("sha256") == new.get("sha256"):
+            return []
+        before = {f["path"]: f["sha256"] for f in old.get("files", [])}
+        after = {f["path"]: f["sha256"] for f in new.get("files", [])}
+        changed = sorted(p for p in before.keys() & after.keys() if before[p] != after[p])
+        problems = [f"warning: the training files differ from the record ({len(before.keys() - after.keys())} "
+                    f"missing, {len(after.keys() - before.keys())} new, {len(changed)} changed"
+                    + (f", e.g. {changed[0]}" if changed else "") + "): the scores will not be the same."]
+        for line in problems:
+            print(line)
+        return problems
+
+
+def rerun_settings(path: str | Path, args: Any = None) -> RerunSettings:
+    """The dataset, method, parameters and device of a training record; RunRecordError when the
+    file is not a training record or its dataset folder is gone."""
+    record = load_record(path)
+    if record["kind"] != "train":
+        raise RunRecordError(f"{path} records a '{record['kind']}' run; 'train --record' re-runs a training "
+                             "record (run_records/NNNN-train.json of a model).")
+    dataset = record.get("dataset")
+    if not dataset or not record.get("method"):
+        raise RunRecordError(f"{path} does not say which dataset and method were used; it cannot be re-run.")
+    if not Path(dataset["root"]).is_dir():
+        raise RunRecordError(f"{path}: the recorded dataset folder {dataset['root']} does not exist here. Copy the "
+                             "dataset there (the record lists every file with its SHA-256).")
+    messages = [f"Re-running the {record['method']} training of {record['created_at']} on {dataset['root']} "
+                f"(seed {record.get('seed')}, {dataset['n_files']} training files)"]
+    ours = package_versions()
+    differ = [f"{k} {v} (recorded {record['packages'].get(k)})" for k, v in ours.items()
+              if k in record.get("packages", {}) and record["packages"][k] != v]
+    if differ:
+        messages.append("note: package versions differ from the record: " + ", ".join(differ)
+                        + "; scores may differ in the last digits.")
+    return RerunSettings(record, dataset["root"], dataset.get("layout") or "auto", record["method"],
+                         dict(record.get("params") or {}), str(record.get("device") or "cpu"), messages)
+
+
 def summary(record: dict[str, Any]) -> str:
     """A few lines for a tooltip or a dialog header."""
     ds = record.get("dataset") or {}
@@ -181,4 +236,5 @@ def summary(record: dict[str, Any]) -> str:
 
 
 __all__ = ["RECORDS_DIR", "dataset_entry", "file_entries", "files_hash", "latest_record", "load_record",
-           "load_records", "new_record", "package_versions", "record_files", "save_record", "summary"]
+           "load_records", "new_record", "package_versions", "record_files", "rerun_settings", "save_record",
+           "summary"]

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 DB_FILE = "workspace.sqlite"
 MODELS_DIR = "models"
 LABELS_DIR = "labels"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x57424E43  # "WBNC": marks the SQLite file as a workbench workspace
 BUSY_TIMEOUT_S = 10.0
 
@@ -116,12 +116,31 @@ CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+"""  # schema 1; later tables come from MIGRATIONS (a new database runs them too)
+
+# Schema 2: run records (core.run_record) of the workspace's models, one JSON document each.
+RUN_RECORDS_SQL = """
+CREATE TABLE run_records (
+    id          INTEGER PRIMARY KEY,
+    model_id    INTEGER REFERENCES models (id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    record      TEXT NOT NULL
+);
+CREATE INDEX run_records_model ON run_records (model_id);
 """
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    for statement in RUN_RECORDS_SQL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
 
 # Migration hook: MIGRATIONS[n] upgrades a database from schema n to n + 1. Each runs inside the
 # single transaction that also bumps user_version, so a failed upgrade leaves the old schema.
 Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: dict[int, Migration] = {}
+MIGRATIONS: dict[int, Migration] = {1: _migrate_1_to_2}
 
 
 class WorkspaceError(ValueError):
@@ -590,6 +609,23 @@ class Workspace:
                          started_at=r["started_at"], finished_at=r["finished_at"],
                          message=r["message"]) for r in rows]
 
+    # ------------------------------------------------------------------ run records
+
+    def add_run_record(self, model_id: int | None, record: dict[str, Any]) -> int:
+        """Store a run record (:mod:`workbench.core.run_record`) of a model; returns its id."""
+        with self._tx() as conn:
+            if model_id is not None:
+                self._require_model(conn, model_id)
+            cur = conn.execute("INSERT INTO run_records (model_id, kind, created_at, record) VALUES (?,?,?,?)",
+                               (model_id, str(record["kind"]), str(record["created_at"]),
+                                _dumps(record, "run record")))
+            return int(cur.lastrowid)
+
+    def run_records(self, model_id: int) -> list[dict[str, Any]]:
+        """A model's run records, oldest first."""
+        rows = self._query("SELECT record FROM run_records WHERE model_id = ? ORDER BY id", (int(model_id),))
+        return [json.loads(r["record"]) for r in rows]
+
     # ------------------------------------------------------------------ labels
 
     def set_label(self, dataset_id: int, image_path: str | os.PathLike[str], verdict: str | None,
@@ -729,6 +765,8 @@ def _build_database(root: Path) -> None:
         for statement in SCHEMA_SQL.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        for v in range(1, SCHEMA_VERSION):  # a new database gets every later table the same way
+            MIGRATIONS[v](conn)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
