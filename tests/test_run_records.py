@@ -144,3 +144,21 @@ def test_workspace_keeps_records_and_upgrades_old_workspaces(tmp_path, trained):
         assert ws.run_records(model_id) == []
         ws.add_run_record(model_id, record)
     assert (tmp_path / "ws" / f"{DB_FILE}.bak-v1").is_file() and store.SCHEMA_VERSION == 2
+
+
+def test_update_command_then_evaluate_asks_for_a_recheck_until_calibrated(trained, small_data, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(trained, model)
+    good = sorted((small_data / "test" / "good").glob("*.png"))[:3]
+    assert main(["update", "--model", str(model), "--add", str(good[0]), "--add", str(good[1]), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "Added 2 good image(s)" in out and "model version 2" in out and "re-check" in out
+    assert [r["kind"] for r in load_records(model)][-1] == "update"
+    assert main(["evaluate", "--model", str(model), "--data", str(small_data), "--device", "cpu", "-q"]) == 0
+    assert "re-check the thresholds" in capsys.readouterr().out
+    assert main(["calibrate", "--model", str(model), "--data", str(small_data), "--device", "cpu", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model), "--data", str(small_data), "--device", "cpu", "-q"]) == 0
+    assert "re-check the thresholds" not in capsys.readouterr().out
+    # the previous version stays loadable next to the new one
+    assert load_model(model / "versions" / "v1", device="cpu").fitted

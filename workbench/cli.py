@@ -280,6 +280,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"  {label:<27} {_pct(rates.get(key))}")
     if checked.warning:
         print(f"warning: {checked.warning}")
+    from workbench.core.model_versions import recheck_message
+
+    if recheck_message(model.metadata):
+        print(f"warning: {recheck_message(model.metadata)}")
     from workbench.core.run_record import save_record
     from workbench.core.workflows import evaluation_record
 

@@ -221,6 +221,18 @@ def rerun_settings(path: str | Path, args: Any = None) -> RerunSettings:
                          dict(record.get("params") or {}), str(record.get("device") or "cpu"), messages)
 
 
+def sync_to_workspace(workspace: Any, model_id: int, model_dir: str | Path) -> int:
+    """Copy the package's records the workspace does not hold yet into its database (they are
+    matched by kind and time); returns how many were added."""
+    have = {(r["kind"], r["created_at"]) for r in workspace.run_records(model_id)}
+    added = 0
+    for record in load_records(model_dir):
+        if (record["kind"], record["created_at"]) not in have:
+            workspace.add_run_record(model_id, record)
+            added += 1
+    return added
+
+
 def summary(record: dict[str, Any]) -> str:
     """A few lines for a tooltip or a dialog header."""
     ds = record.get("dataset") or {}
@@ -237,4 +249,4 @@ def summary(record: dict[str, Any]) -> str:
 
 __all__ = ["RECORDS_DIR", "dataset_entry", "file_entries", "files_hash", "latest_record", "load_record",
            "load_records", "new_record", "package_versions", "record_files", "rerun_settings", "save_record",
-           "summary"]
+           "summary", "sync_to_workspace"]

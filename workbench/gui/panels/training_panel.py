@@ -219,6 +219,9 @@ class TrainingPanel(QWidget):
             return
         model = workspace.add_model(entry.id, outcome.method, outcome.model_dir, outcome.params,
                                     outcome.metrics, outcome.fit_seconds)
+        from workbench.core.run_record import sync_to_workspace
+
+        sync_to_workspace(workspace, model.id, outcome.model_dir)  # the run records, also in the database
         auroc = outcome.metrics.get("image_auroc")
         self.progress.append_log(f"Saved {model.name}: {outcome.n_train} training images, fit "
                                  f"{outcome.fit_seconds:.1f} s" + (f", image AUROC {auroc:.3f}" if auroc is not None else ""))
