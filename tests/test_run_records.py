@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from workbench.cli import main
-from workbench.core.data import load_dataset
 from workbench.core.methods.images import LazyImages
 from workbench.core.methods.package import load_model
 from workbench.core.run_record import latest_record, load_record, load_records, summary

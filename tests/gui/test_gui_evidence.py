@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from PySide6.QtCore import QEvent, QPoint
+from PySide6.QtCore import QEvent
 
 from workbench.core.jobs import CancelToken
 from workbench.gui.pipelines import train_evaluate_save

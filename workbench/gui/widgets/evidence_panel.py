@@ -27,7 +27,7 @@ from workbench.gui.imaging import rgb_to_qimage
 from workbench.gui.workers import Worker
 
 log = logging.getLogger(__name__)
-THUMB = 132
+THUMB = 116
 
 
 class EvidenceBox(QGroupBox):
