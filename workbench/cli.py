@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,17 +188,32 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from workbench.cli_commands.audit import training_note, training_options
     from workbench.core.methods.package import save_model
+    from workbench.core.run_record import save_record
     from workbench.core.training import train_model
 
+    method, params = args.method, _parse_params(args.param)
+    if args.record:  # re-run a training record: its data, method, parameters (seed included) and device
+        from workbench.core.run_record import rerun_settings
+
+        settings = rerun_settings(args.record, args)
+        for line in settings.messages:
+            print(line)
+        args.data, args.category, args.layout, method = settings.data, None, settings.layout, settings.method
+        params, args.device = settings.params, args.device or settings.device
+    elif not args.data:
+        raise CliError("train needs --data DIR (or --record R.json to re-run a run record).")
     dataset = _load_dataset(args)
     _check_model_out(args, dataset)
     options = training_options(args)  # --workspace exclusions, --tile
     print(dataset.report.summary())
     with progress_bars(not args.quiet) as bars:
-        result = train_model(dataset, args.method, _parse_params(args.param), device=args.device,
-                             progress=bars, **options)
+        result = train_model(dataset, method, params, device=args.device, progress=bars, **options)
+    if args.record:
+        settings.check_files(result.record)
     out = save_model(result.model, args.out, overwrite=args.overwrite,
                      inputs=[("the dataset", args.data), ("the dataset", dataset.root)])
+    if result.record is not None:
+        save_record(out, result.record)
     print(f"Trained {result.model.title} on {result.n_train} good images in {result.fit_seconds:.1f} s "
           f"({result.model.device}){training_note(args, result)}; model saved to {out}")
     return 0
@@ -267,6 +283,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"  {label:<27} {_pct(rates.get(key))}")
     if checked.warning:
         print(f"warning: {checked.warning}")
+    from workbench.core.model_versions import recheck_message
+
+    if recheck_message(model.metadata):
+        print(f"warning: {recheck_message(model.metadata)}")
+    from workbench.core.run_record import save_record
+    from workbench.core.workflows import evaluation_record
+
+    save_record(args.model, evaluation_record(model, dataset, result))
     if args.json:
         from workbench.core.files import atomic_write_json
 
@@ -348,8 +372,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = load_model(args.model, device="cpu")
     if not model.exportable:
         raise CliError(f"{model.title} cannot be exported to ONNX: its inference is not a single forward pass.")
+    start = time.perf_counter()
     out = export_onnx(model, args.out, overwrite=args.overwrite, inputs=[("the model folder", args.model)],
                       package_dir=args.model)
+    from workbench.core.run_record import new_record, save_record
+
+    record = new_record("export", method=model.name, params=model.params, device="cpu",
+                        timings={"export": time.perf_counter() - start},
+                        model={"source": str(args.model), "out": str(out), "format": args.format})
+    save_record(args.model, record)
+    save_record(out, record)
     print(f"Exported {model.title} to {out / 'model.onnx'} (metadata in {out / 'model.json'}). "
           f"Score with: workbench predict --model {out} IMAGES --out DIR")
     return 0
@@ -477,7 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("train", help="train a model on good images")
-    data_args(p)
+    data_args(p, required=False)
+    p.add_argument("--record", metavar="R.json", help="re-run this run record (a model's run_records/NNNN-train.json): "
+                                                      "its dataset, method, parameters, seed and device")
     p.add_argument("--method", default="patchcore", help="method name (see 'workbench methods')")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="hyperparameter, repeatable")
     p.add_argument("--out", required=True, help="model folder to write (new or empty)")

@@ -18,6 +18,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "inspect",
     "audit",
+    "explain",
+    "update",
 )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
+def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     """--data/--category/--layout: which dataset a command reads."""
-    p.add_argument("--data", required=True, help="dataset folder (MVTec, VisA or plain folders)")
+    p.add_argument("--data", required=required, help="dataset folder (MVTec, VisA or plain folders)")
     p.add_argument("--category", help="category inside a multi-category dataset (e.g. 'fabric')")
     p.add_argument("--layout", default="auto", choices=["auto", "mvtec", "visa", "folder"],
                    help="dataset layout (default: detect)")

@@ -197,6 +197,49 @@ class PredictRunJson(_Schema):
     overlays: bool = True
 
 
+# ----------------------------------------------------------------------------- run records
+class RunRecordError(ValueError):
+    """A run record (``run_records/*.json`` or ``workbench train --record R.json``) cannot be used."""
+
+
+class RecordFileJson(_Schema):
+    path: str
+    sha256: Annotated[str, Field(min_length=64, max_length=64)]
+    bytes: NonNegativeInt
+
+
+class RecordDatasetJson(_Schema):
+    """Which images a run read: enough to re-load the dataset and to tell whether it changed."""
+
+    name: str
+    root: str
+    layout: str = "auto"
+    category: str | None = None
+    split: str = "train"
+    n_files: NonNegativeInt
+    sha256: Annotated[str, Field(min_length=64, max_length=64)]  # of the sorted (relative path, file hash) list
+    files: list[RecordFileJson] = Field(default_factory=list)
+
+
+class RunRecordJson(_Schema):
+    """One training, evaluation, calibration, export or update, as written by ``core.run_record``."""
+
+    record_version: PositiveInt = 1
+    kind: Annotated[str, Field(pattern="^(train|evaluate|calibrate|export|update)$")]
+    created_at: str
+    workbench_version: str
+    method: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+    dataset: RecordDatasetJson | None = None
+    packages: dict[str, str | None] = Field(default_factory=dict)
+    device: str = "cpu"
+    platform: dict[str, Any] = Field(default_factory=dict)
+    timings: dict[str, Finite] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] = Field(default_factory=dict)
+
+
 # ----------------------------------------------------------------------------- COCO
 class RleJson(_Schema):
     size: Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
@@ -370,8 +413,13 @@ def _is_predict_run(folder: Path) -> bool:
 
 
 _POLICY_MASKS = frozenset({"roi_mask.png", "ignore_mask.png"})  # calibration.policy.ROI_FILE / IGNORE_FILE
-MODEL_PACKAGE = OutputKind("model package", frozenset({"model.json", "weights.safetensors"}) | _POLICY_MASKS,
-                           _is_training_package)
-EXPORTED_PACKAGE = OutputKind("exported model", frozenset({"model.json", "model.onnx"}) | _POLICY_MASKS, _is_export)
+# memory-bank sources (evidence), run records and earlier versions (incremental updates)
+_PACKAGE_EXTRAS = frozenset({"aux_tensors.safetensors", "run_records", "versions"})
+MODEL_PACKAGE = OutputKind("model package", frozenset({"model.json", "weights.safetensors"}) | _POLICY_MASKS
+                           | _PACKAGE_EXTRAS,
+                           _is_training_package,
+                           extra_files=lambda name: name.startswith("predictions-") and name.endswith(".npz"))
+EXPORTED_PACKAGE = OutputKind("exported model", frozenset({"model.json", "model.onnx", "run_records"}) | _POLICY_MASKS,
+                              _is_export)
 PREDICT_RUN = OutputKind("predict run", frozenset({"predict_run.json", "scores.csv", ".scores.csv.lock"}),
                          _is_predict_run, extra_files=lambda name: name.endswith("_overlay.png"))

@@ -22,6 +22,7 @@ from workbench.core.data import Dataset, ImageRecord
 from workbench.core.jobs import CancelToken, ProgressCallback
 from workbench.core.methods import AnomalyModel, create_method
 from workbench.core.methods.images import LazyImages
+from workbench.core.run_record import dataset_entry, file_entries, new_record
 from workbench.core.tiling import TiledImages, TilingSpec
 
 
@@ -47,6 +48,7 @@ class TrainResult:
     n_holdout: int
     n_excluded: int = 0   # good training images left out because the user excluded them (audit)
     n_tiles: int = 0      # training tiles, when the model tiles large images
+    record: dict[str, Any] | None = None  # the run record (core.run_record), saved with the package
 
 
 def _path_key(path: str | Path) -> str:
@@ -107,6 +109,9 @@ def train_model(dataset: Dataset, method: str, params: dict[str, Any] | None = N
                          + (" or include some excluded images again." if n_excluded else "."))
     split = training_split(dataset, int(model.params["seed"]), holdout_fraction, excluded)
     train_recs, hold_recs = split.fit, split.holdout
+    hash_start = time.perf_counter()
+    files = file_entries([Path(r.path).resolve() for r in train_recs])  # absolute paths: evidence reads them back
+    hash_seconds = time.perf_counter() - hash_start
     start = time.perf_counter()
     paths = [r.path for r in train_recs]
     images = TiledImages(paths, tiling) if tiling is not None else LazyImages(paths)
@@ -114,8 +119,12 @@ def train_model(dataset: Dataset, method: str, params: dict[str, Any] | None = N
     fit_seconds = time.perf_counter() - start
     if tiling is not None:  # from now on predict tiles (the held-out images below, and every later use)
         model.metadata["tiling"] = tiling.to_json()
+    model.metadata["training_files"] = files
+    holdout_seconds = 0.0
     if hold_recs:
+        hold_start = time.perf_counter()
         scores, maps = model.predict(LazyImages([r.path for r in hold_recs]), progress, cancel)
+        holdout_seconds = time.perf_counter() - hold_start
         model.metadata["score_stats"] = score_statistics(scores, maps)
         apply_policy(model.metadata, provisional_policy(scores, model.metadata["score_stats"]))
     model.metadata["training"] = {
@@ -126,7 +135,13 @@ def train_model(dataset: Dataset, method: str, params: dict[str, Any] | None = N
     n_tiles = len(images) if tiling is not None else 0
     if tiling is not None:
         model.metadata["training"]["n_tiles"] = n_tiles
-    return TrainResult(model, fit_seconds, len(train_recs), len(hold_recs), n_excluded, n_tiles)
+    record = new_record(
+        "train", method=model.name, params=model.params, device=model.device,
+        dataset={**dataset_entry(dataset, files),
+                 "holdout": [Path(r.path).name for r in hold_recs]},
+        timings={"hash_files": hash_seconds, "fit": fit_seconds, "holdout_predict": holdout_seconds},
+        metrics={"holdout_scores": model.metadata.get("score_stats", {}).get("image", {})})
+    return TrainResult(model, fit_seconds, len(train_recs), len(hold_recs), n_excluded, n_tiles, record)
 
 
 def score_statistics(scores: np.ndarray, maps: np.ndarray) -> dict[str, dict[str, float]]:

@@ -69,6 +69,7 @@ def train_evaluate_save(dataset: Dataset, method: str, params: dict[str, Any], m
     from workbench.core.evaluation import evaluate_model
     from workbench.core.methods.package import save_model
     from workbench.core.predictions import save_predictions
+    from workbench.core.run_record import save_record
     from workbench.core.training import train_model
 
     cancel = cancel or CancelToken()
@@ -84,8 +85,11 @@ def train_evaluate_save(dataset: Dataset, method: str, params: dict[str, Any], m
     existed = Path(model_dir).exists()
     try:
         save_model(result.model, model_dir)  # a fresh folder: never replaces anything
+        if result.record is not None:
+            save_record(model_dir, result.record)
         if evaluation is not None:
             save_predictions(model_dir, dataset, evaluation, derived=True)
+            save_record(model_dir, evaluation_record(result.model, dataset, evaluation))
     except BaseException:
         if not existed:  # never delete a folder this call did not create
             shutil.rmtree(model_dir, ignore_errors=True)
@@ -93,6 +97,17 @@ def train_evaluate_save(dataset: Dataset, method: str, params: dict[str, Any], m
     make_reporter(progress, "Saving model", 1)(1)
     return TrainingOutcome(method, dict(result.model.params), Path(model_dir), result.fit_seconds,
                            result.n_train, result.n_holdout, metrics, result.n_excluded)
+
+
+def evaluation_record(model: Any, dataset: Dataset, evaluation: EvalResult) -> dict[str, Any]:
+    """The run record of an evaluation on ``dataset``'s test split (files hashed, metrics)."""
+    from workbench.core.run_record import dataset_entry, file_entries, new_record
+
+    files = file_entries([Path(r.path).resolve() for r in evaluation.records])
+    return new_record("evaluate", method=model.name, params=model.params, device=model.device,
+                      dataset=dataset_entry(dataset, files, split="test"),
+                      timings={"predict": evaluation.ms_per_image * len(evaluation.records) / 1000.0},
+                      metrics=evaluation.metrics())
 
 
 # ----------------------------------------------------------------------------- folder prediction
@@ -262,4 +277,5 @@ def _method_of(model_dir: str | Path) -> str | None:
 
 
 __all__ = ["FolderPrediction", "PolicyEvaluation", "TrainingOutcome", "decide_evaluation", "evaluate_at_policy",
+           "evaluation_record",
            "expand_images", "load_scorer", "predict_images", "staged", "train_evaluate_save"]

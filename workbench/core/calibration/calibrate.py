@@ -154,7 +154,12 @@ def save_calibration(model_dir: str | Path, calibration: Calibration, activate: 
     model_dir = Path(model_dir)
     check_calibration_record(model_dir, calibration.to_dict())  # before the policy is built from it
     base = policy if policy is not None else load_policy(model_dir)
-    return write_policy(model_dir, policy_of(calibration, base), calibration=calibration.to_dict(), activate=activate)
+    meta = write_policy(model_dir, policy_of(calibration, base), calibration=calibration.to_dict(), activate=activate)
+    from workbench.core.run_record import new_record, save_record
+
+    save_record(model_dir, new_record("calibrate", method=meta.get("method"), params=meta.get("params"),
+                                      metrics=calibration.to_dict()))
+    return meta
 
 
 def load_calibrations(model_dir: str | Path) -> dict[str, dict[str, Any]]:

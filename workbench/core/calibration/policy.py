@@ -49,6 +49,7 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
+from workbench.core.model_versions import clear_recheck
 from workbench.core.files import atomic_write_bytes, atomic_write_json
 from workbench.core.formats import (CalibrationJson, ExportedPackageError, ModelPackageError, ThresholdsJson,
                                     read_json_file, validate)
@@ -471,6 +472,7 @@ def write_policy(package_dir: str | Path, policy: InspectionPolicy, *,
             meta["active_calibration"] = calibration["name"]
     if activate:
         apply_policy(meta, policy)
+        meta = clear_recheck(meta)  # thresholds chosen on the current scores: no re-check pending
     error = ExportedPackageError if "onnx" in meta else ModelPackageError
     # never write what loading would refuse
     validate(ThresholdsJson, meta.get("thresholds") or {}, package_dir / META_FILE, error, NOT_SAVED)

@@ -93,6 +93,9 @@ class AnomalyModel(ABC):
         self.backbone_spec = BackboneSpec(self.params.get("backbone", DEFAULT_BACKBONE),
                                           self.params.get("weights", EMBEDDED))
         self.metadata: dict[str, Any] = {}
+        # Tensors that are not part of inference (e.g. where each memory-bank entry came from,
+        # for evidence); saved beside the weights, see methods.package.
+        self.aux_tensors: dict[str, torch.Tensor] = {}
         self._extractor: FeatureExtractor | None = None
         self._module: InferenceModule | None = None
         self.fitted = False
@@ -146,6 +149,7 @@ class AnomalyModel(ABC):
         cancel = cancel or CancelToken()
         self.fitted = False
         self._module = None
+        self.aux_tensors = {}
         self._fit(images, progress, cancel)
         cancel.raise_if_cancelled()  # a cancel during the last step still discards the result
         self.fitted = True

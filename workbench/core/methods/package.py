@@ -33,6 +33,7 @@ from workbench.core.methods.registry import get_method
 FORMAT_VERSION = 1
 META_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
+AUX_FILE = "aux_tensors.safetensors"
 # Keys written from the model itself; every other key comes from ``model.metadata``
 # (training info, score statistics, thresholds, calibrations) and is carried through loads.
 CORE_KEYS = ("format_version", "workbench_version", "created_at", "method", "params", "backbone",
@@ -60,11 +61,41 @@ def save_model(model: AnomalyModel, directory: str | Path, *, overwrite: bool = 
     with staged_dir(directory) as staging:  # removed on every exit path (e.g. disk full)
         weights_path = staging / WEIGHTS_FILE
         save_file(model.state_tensors(), str(weights_path))
+        _save_aux_tensors(model, staging)
         meta = build_metadata(model, file_sha256(weights_path))
         validate(ModelJson, meta, directory / META_FILE, ModelPackageError, NOT_SAVED)  # never write what load refuses
         atomic_write_json(staging / META_FILE, meta)
         atomic_replace_dir(staging, directory, MODEL_PACKAGE, overwrite=overwrite)
     return directory
+
+
+def _save_aux_tensors(model: AnomalyModel, staging: Path) -> None:
+    """Tensors beside inference (memory-bank sources for evidence) go to their own file, with
+    its checksum in ``model.json`` under ``aux_tensors``."""
+    aux = getattr(model, "aux_tensors", {}) or {}
+    model.metadata.pop("aux_tensors", None)
+    if aux:
+        path = staging / AUX_FILE
+        save_file({k: v.detach().cpu().contiguous() for k, v in aux.items()}, str(path))
+        model.metadata["aux_tensors"] = {"file": AUX_FILE, "sha256": file_sha256(path)}
+
+
+def _load_aux_tensors(directory: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The package's auxiliary tensors ({} for packages written before they existed)."""
+    aux = meta.get("aux_tensors")
+    if not isinstance(aux, dict):
+        return {}
+    path = directory / AUX_FILE
+    if not path.is_file():
+        raise ModelPackageError(f"{path} is missing: the model package is incomplete (the model itself "
+                                "still scores; restore the file, or retrain for evidence and updates).")
+    if aux.get("sha256") and file_sha256(path) != aux["sha256"]:
+        raise ModelPackageError(f"{path} does not match the checksum in {META_FILE}: the file was altered "
+                                "or damaged. Restore it or retrain the model.")
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise ModelPackageError(f"{path} cannot be read as safetensors: {exc}") from exc
 
 
 def build_metadata(model: AnomalyModel, weights_sha256: str) -> dict[str, Any]:
@@ -219,6 +250,7 @@ def load_model(directory: str | Path, device: str | torch.device | None = None,
     except ValueError as exc:
         raise ModelPackageError(f"{directory / META_FILE}: {exc} The file is damaged or was edited by hand; "
                                 "retrain or restore the model.") from exc
+    model.aux_tensors = _load_aux_tensors(directory, meta)
     if verify:
         _smoke_test(directory, model)
     return model

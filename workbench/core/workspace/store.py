@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.core.workspace.exclusions import EXCLUSIONS_SQL, add_exclusions_table
+from workbench.core.workspace.exclusions import add_exclusions_table
 
 if TYPE_CHECKING:
     from workbench.core.calibration.area import InspectedArea
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 DB_FILE = "workspace.sqlite"
 MODELS_DIR = "models"
 LABELS_DIR = "labels"
-SCHEMA_VERSION = 3  # 2: inspected_areas; 3: training_exclusions (workspace/exclusions.py)
+SCHEMA_VERSION = 4  # 2: inspected_areas; 3: training_exclusions; 4: run_records
 APPLICATION_ID = 0x57424E43  # "WBNC": marks the SQLite file as a workbench workspace
 BUSY_TIMEOUT_S = 10.0
 
@@ -119,7 +119,7 @@ CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
-""" + EXCLUSIONS_SQL + ";\n"
+"""  # schema 1; later tables come from MIGRATIONS (a new database runs them too)
 
 # Schema 2: the inspected area (ROI / ignore region) drawn in the Threshold step, per dataset:
 # the painted pixels (PNG, NULL when only polygons) and the polygons (JSON list of vertex lists
@@ -136,7 +136,27 @@ CREATE TABLE inspected_areas (
     PRIMARY KEY (dataset_id, kind)
 ) WITHOUT ROWID
 """
-SCHEMA_SQL = SCHEMA_SQL + AREAS_SQL
+
+# Schema 3: training exclusions (workspace/exclusions.py).
+# Schema 4: run records (core.run_record) of the workspace's models, one JSON document each.
+RUN_RECORDS_SQL = """
+CREATE TABLE run_records (
+    id          INTEGER PRIMARY KEY,
+    model_id    INTEGER REFERENCES models (id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    record      TEXT NOT NULL
+);
+CREATE INDEX run_records_model ON run_records (model_id);
+"""
+
+
+def _add_run_records(conn: sqlite3.Connection) -> None:
+    """Schema 3 -> 4: the run-record table."""
+    for statement in RUN_RECORDS_SQL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
 
 # Migration hook: MIGRATIONS[n] upgrades a database from schema n to n + 1. Each runs inside the
 # single transaction that also bumps user_version, so a failed upgrade leaves the old schema.
@@ -148,7 +168,7 @@ def _add_inspected_areas(conn: sqlite3.Connection) -> None:
     conn.execute(AREAS_SQL)
 
 
-MIGRATIONS: dict[int, Migration] = {1: _add_inspected_areas, 2: add_exclusions_table}
+MIGRATIONS: dict[int, Migration] = {1: _add_inspected_areas, 2: add_exclusions_table, 3: _add_run_records}
 
 
 class WorkspaceError(ValueError):
@@ -617,6 +637,23 @@ class Workspace:
                          started_at=r["started_at"], finished_at=r["finished_at"],
                          message=r["message"]) for r in rows]
 
+    # ------------------------------------------------------------------ run records
+
+    def add_run_record(self, model_id: int | None, record: dict[str, Any]) -> int:
+        """Store a run record (:mod:`workbench.core.run_record`) of a model; returns its id."""
+        with self._tx() as conn:
+            if model_id is not None:
+                self._require_model(conn, model_id)
+            cur = conn.execute("INSERT INTO run_records (model_id, kind, created_at, record) VALUES (?,?,?,?)",
+                               (model_id, str(record["kind"]), str(record["created_at"]),
+                                _dumps(record, "run record")))
+            return int(cur.lastrowid)
+
+    def run_records(self, model_id: int) -> list[dict[str, Any]]:
+        """A model's run records, oldest first."""
+        rows = self._query("SELECT record FROM run_records WHERE model_id = ? ORDER BY id", (int(model_id),))
+        return [json.loads(r["record"]) for r in rows]
+
     # ------------------------------------------------------------------ labels
 
     def set_label(self, dataset_id: int, image_path: str | os.PathLike[str], verdict: str | None,
@@ -808,6 +845,8 @@ def _build_database(root: Path) -> None:
         for statement in SCHEMA_SQL.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        for v in range(1, SCHEMA_VERSION):  # a new database gets every later table the same way
+            MIGRATIONS[v](conn)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")

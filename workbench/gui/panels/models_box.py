@@ -65,6 +65,10 @@ class ModelsBox(QGroupBox):
         self.infer_test_button.clicked.connect(self.inferTestRequested)
         self.infer_folder_button = QPushButton(icon(QStyle.StandardPixmap.SP_DirOpenIcon), "Run inference on folder…")
         self.infer_folder_button.clicked.connect(self._choose_folder)
+        self.record_button = QPushButton(icon(QStyle.StandardPixmap.SP_FileDialogDetailedView), "Run record…")
+        self.record_button.setToolTip("What produced this model: configuration, seed, training files with hashes, "
+                                      "package versions, device, timings, metrics of every run")
+        self.record_button.clicked.connect(lambda: self.show_run_records())
         self.delete_button = QPushButton(icon(QStyle.StandardPixmap.SP_TrashIcon), "Delete model")
         self.delete_button.clicked.connect(self.delete_active)
         self.summary = SummaryLabel("")
@@ -76,6 +80,7 @@ class ModelsBox(QGroupBox):
         buttons.addWidget(self.infer_test_button)
         buttons.addWidget(self.infer_folder_button)
         buttons.addStretch(1)
+        buttons.addWidget(self.record_button)
         buttons.addWidget(self.delete_button)
         lay = QVBoxLayout(self)
         lay.addWidget(self.view, 1)
@@ -101,6 +106,7 @@ class ModelsBox(QGroupBox):
         self.infer_test_button.setEnabled(has_model and not busy and bool(dataset and dataset.test))
         self.infer_folder_button.setEnabled(has_model and not busy)
         self.delete_button.setEnabled(has_model and not busy)
+        self.record_button.setEnabled(has_model)
 
     def _show_active(self, model: ModelEntry | None) -> None:
         """Reflect the session's active model in the table without re-triggering a change."""
@@ -122,6 +128,20 @@ class ModelsBox(QGroupBox):
         entry = current.data(ObjectRole) if current.isValid() else None
         if entry is not None and (self.session.active_model is None or entry.id != self.session.active_model.id):
             self.session.set_active_model(entry)
+
+    def show_run_records(self, modal: bool = True):
+        """The active model's run records in a dialog (returned; shown modally unless told not to)."""
+        from workbench.gui.widgets.run_record_dialog import RunRecordDialog
+
+        model = self.session.active_model
+        if model is None or not model.exists:
+            return None
+        dialog = RunRecordDialog(model.path, model.name, self)
+        if modal:
+            dialog.exec()
+        else:
+            dialog.show()
+        return dialog
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images to score")

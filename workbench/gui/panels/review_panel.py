@@ -56,6 +56,7 @@ from workbench.gui.widgets.review_frames import (
     COLORMAPS, FrameCache, FrameLoader, MapSettings, ReviewFrame, current_mask, render_frame,
 )
 from workbench.gui.imaging import LruCache
+from workbench.gui.widgets.evidence_panel import EvidenceBox, EvidenceController
 from workbench.gui.widgets.review_jobs import (
     Predictions, Reconstruction, export_labels, import_labels, load_predictions, reconstruct_image,
     reconstruction_support, reviewed_metrics,
@@ -158,6 +159,7 @@ class ReviewPanel(QWidget):
         session.datasetChanged.connect(self._on_dataset_changed)
         session.activeModelChanged.connect(self._on_active_model_changed)
         session.modelsChanged.connect(self._on_models_changed)
+        self.evidence = EvidenceController(self, self.evidence_box)
         self._on_dataset_changed(session.dataset_entry, session.dataset)
 
     # ------------------------------------------------------------------ building
@@ -541,6 +543,8 @@ class ReviewPanel(QWidget):
         cl.addWidget(label_box)
         cl.addWidget(mask_box)
         cl.addWidget(review_box)
+        self.evidence_box = EvidenceBox()
+        cl.addWidget(self.evidence_box)
         cl.addStretch(1)
         # The column is taller than a laptop screen: it scrolls vertically (never squashed).
         self.tools_scroll = scroll = QScrollArea()

@@ -263,12 +263,18 @@ class ThresholdPanel(QWidget):
         self.weak_warning.setWordWrap(True)
         self.weak_warning.setStyleSheet(self.warning.styleSheet())
         self.weak_warning.setVisible(False)
+        self.recheck_warning = QLabel("")  # the model was updated since it was calibrated
+        self.recheck_warning.setObjectName("recheckWarning")
+        self.recheck_warning.setWordWrap(True)
+        self.recheck_warning.setStyleSheet(self.warning.styleSheet())
+        self.recheck_warning.setVisible(False)
         image_box = QGroupBox("Image threshold (OK / REVIEW / NG)")
         lay = QVBoxLayout(image_box)
         lay.addLayout(presets)
         lay.addLayout(form)
         lay.addWidget(self.warning)
         lay.addWidget(self.weak_warning)
+        lay.addWidget(self.recheck_warning)
 
         # pixel threshold
         self.pixel_group = QButtonGroup(self)
@@ -765,6 +771,7 @@ class ThresholdPanel(QWidget):
         self._refresh_timer.stop()
         ev = data.evaluation
         self._show_header()
+        self._show_recheck()
         self._set_status(" ".join(data.notes))
         self.roc_plot.set_curve(data.roc, f"ROC (AUROC {ev.image_auroc:.3f})" if ev.image_auroc is not None else "ROC",
                                 "Needs good and defective test images")
@@ -1370,6 +1377,20 @@ class ThresholdPanel(QWidget):
         return dataclasses.replace(cal, pixel_threshold=self.pixel_threshold, ok_threshold=ok,
                                    masks={"roi": self.roi is not None, "ignore": self.ignore is not None})
 
+    def _show_recheck(self) -> None:
+        """Say so when the model changed (an incremental update) since its thresholds were chosen."""
+        from workbench.core.calibration.policy import read_package_metadata
+        from workbench.core.model_versions import recheck_message
+
+        text = None
+        if self.data is not None and self.data.model_dir is not None:
+            try:
+                text = recheck_message(read_package_metadata(self.data.model_dir))
+            except ValueError:
+                text = None
+        self.recheck_warning.setText(f"Re-check the thresholds: {text}" if text else "")
+        self.recheck_warning.setVisible(bool(text))
+
     def save_calibration(self, name: str | None = None) -> Calibration | None:
         """Write the current thresholds into the model package as the active calibration."""
         if self.data is None or self.threshold is None or self.data.model_dir is None:
@@ -1386,6 +1407,7 @@ class ThresholdPanel(QWidget):
             errors.show_error(self, "Could not save the calibration", str(exc))
             return None
         self.data.active_calibration = name
+        self._show_recheck()
         self.name_edit.setText(name)
         self._fill_calibrations(select=name)
         self.saved_label.setText(f"{'Replaced' if replacing else 'Saved'} '{name}' in the model package "

@@ -251,6 +251,9 @@ class TrainingPanel(QWidget):
             return
         model = workspace.add_model(entry.id, outcome.method, outcome.model_dir, outcome.params,
                                     outcome.metrics, outcome.fit_seconds)
+        from workbench.core.run_record import sync_to_workspace
+
+        sync_to_workspace(workspace, model.id, outcome.model_dir)  # the run records, also in the database
         auroc = outcome.metrics.get("image_auroc")
         held = f" ({outcome.n_holdout} more held out for good-score statistics)" if outcome.n_holdout else ""
         skipped = f" ({outcome.n_excluded} excluded image(s) skipped)" if outcome.n_excluded else ""

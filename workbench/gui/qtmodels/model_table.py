@@ -134,7 +134,10 @@ class ModelTableModel(QAbstractTableModel):
             return QColor("#9aa0a6")
         if role == Qt.ItemDataRole.ToolTipRole:
             head = f"{entry.path}" + ("" if entry.exists else "\n(model folder is missing)")
-            return f"{head}\nparameters: {json.dumps(entry.params, sort_keys=True)}"
+            from workbench.gui.widgets.run_record_dialog import record_tooltip
+
+            record = record_tooltip(entry.path) if entry.exists else ""
+            return f"{head}\nparameters: {json.dumps(entry.params, sort_keys=True)}" + (f"\n{record}" if record else "")
         if role == ObjectRole:
             return entry
         return None

@@ -106,10 +106,12 @@ class ReviewCanvas(QGraphicsView):
     """One view of the current image. ``role`` picks the layers it shows."""
 
     viewChanged = Signal()  # zoom or scroll position changed
+    pointClicked = Signal(float, float)  # a left click (not a drag) in view mode, in image pixels
 
     def __init__(self, editor: MaskEditor, role: str = COMPOSITE, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.editor = editor
+        self._click_start: QPointF | None = None
         self.role = role
         self.fitted = False  # showing the whole image (refit on resize) until the user zooms
         self.setScene(QGraphicsScene(self))
@@ -353,6 +355,8 @@ class ReviewCanvas(QGraphicsView):
             self.editor.cancel_polygon()
             event.accept()
             return
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._click_start = event.position()
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt API)
@@ -384,7 +388,17 @@ class ReviewCanvas(QGraphicsView):
             self.editor.release()
             event.accept()
             return
+        start, self._click_start = self._click_start, None
+        if event.button() == Qt.MouseButton.LeftButton and start is not None and self.frame is not None \
+                and (event.position() - start).manhattanLength() < 4:
+            self._emit_click(event.position())
         super().mouseReleaseEvent(event)
+
+    def _emit_click(self, position: QPointF) -> None:
+        p = self.mapToScene(position.toPoint())
+        h, w = self.frame.shape[:2] if self.frame is not None else (0, 0)
+        if 0 <= p.x() < w and 0 <= p.y() < h:
+            self.pointClicked.emit(p.x(), p.y())
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 (Qt API)
         if self.editor.tool == POLYGON and event.button() == Qt.MouseButton.LeftButton:
@@ -413,6 +427,8 @@ class ReviewCanvas(QGraphicsView):
 class ReviewViewer(QWidget):
     """One composite canvas; or image | heat map | mask side by side; or, for reconstruction
     methods, input | reconstruction | residual. Side-by-side views share zoom and pan."""
+
+    pointClicked = Signal(float, float)  # a click on any canvas, in image pixels (evidence)
 
     def __init__(self, editor: MaskEditor, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -450,6 +466,7 @@ class ReviewViewer(QWidget):
             row.addWidget(column, 1)
             self.columns.append(column)
             canvas.viewChanged.connect(lambda c=canvas: self._sync_from(c))
+            canvas.pointClicked.connect(self.pointClicked)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row, 1)

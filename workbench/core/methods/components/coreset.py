@@ -112,7 +112,11 @@ class StreamingCoreset:
         self._pending_rows = 0
         self._seen = 0
         self._chosen: list[torch.Tensor] = []
+        self._chosen_rows: list[torch.Tensor] = []  # stream row numbers of the chosen rows
         self._n_chosen = 0
+        #: after :meth:`finish`: each selected row's number in the stream (0-based, in order of
+        #: :meth:`add`), so a caller can say which image and position every bank entry came from
+        self.selected_indices = torch.empty(0, dtype=torch.long)
         self._generator = torch.Generator(device="cpu").manual_seed(seed)
         self._proj: torch.Tensor | None = None
         self._index: faiss.Index | None = None
@@ -140,6 +144,7 @@ class StreamingCoreset:
                 raise ValueError("no feature rows were added to the coreset selection")
             selected = greedy_coreset(bank, max(1, min(self.n_select, bank.shape[0])), self.projection_dim,
                                       self.seed, self.cancel, self.report)
+            self.selected_indices = selected.detach().cpu().long()
             return bank[selected].contiguous()
         if self._pending_rows:
             self._select_chunk(self._take(self._pending_rows))
@@ -147,6 +152,7 @@ class StreamingCoreset:
             raise ValueError("no feature rows were added to the coreset selection")
         if self.report is not None:
             self.report(self._n_chosen)
+        self.selected_indices = torch.cat(self._chosen_rows)
         return torch.cat(self._chosen).contiguous()
 
     def _take(self, n: int) -> torch.Tensor:
@@ -164,6 +170,7 @@ class StreamingCoreset:
         if self._proj is None:
             self._proj = _projection(chunk.shape[1], self.projection_dim, self._generator)
         points = chunk @ self._proj if self._proj is not None else chunk
+        offset = self._seen
         self._seen += chunk.shape[0]
         target = round(self.n_select * min(1.0, self._seen / self.total_rows))
         quota = min(chunk.shape[0], max(0, target - self._n_chosen))
@@ -184,4 +191,5 @@ class StreamingCoreset:
             self._index = faiss.IndexFlatL2(points.shape[1])
         self._index.add(np.ascontiguousarray(points[selected].numpy()))
         self._chosen.append(chunk[selected].clone())
+        self._chosen_rows.append(torch.as_tensor(selected, dtype=torch.long).cpu() + offset)
         self._n_chosen += quota

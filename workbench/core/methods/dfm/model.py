@@ -32,7 +32,7 @@ import torch
 
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 from workbench.core.methods.base import AnomalyModel
-from workbench.core.methods.components.ops import fuse_features, map_and_deepest_layers
+from workbench.core.methods.components.ops import fuse_features, map_and_deepest_layers, upsample_maps
 from workbench.core.methods.dfm.torch_model import DEEPEST_STAGE, DfmModel, pca_from_moments
 from workbench.core.methods.schema import Param
 
@@ -70,6 +70,13 @@ class Dfm(AnomalyModel):
 
     def _fit(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
              cancel: CancelToken) -> None:
+        self.aux_tensors = self._moments(images, progress, cancel)
+        self._fit_from_moments()
+
+    def _moments(self, images: Sequence[np.ndarray], progress: ProgressCallback | None,
+                 cancel: CancelToken) -> dict[str, torch.Tensor]:
+        """Float64 running moments of the patch and pooled features: all an update needs (they are
+        kept in the package as auxiliary tensors, a few MB)."""
         report = make_reporter(progress, "extract features", len(images))
         k, n_map = int(self.p.local_kernel), len(self.map_layers)
         count, sum_x, sum_xx, pooled = 0, None, None, []
@@ -82,13 +89,50 @@ class Dfm(AnomalyModel):
             pooled.append(torch.cat([f.mean(dim=(2, 3)) for f in feats], dim=1).double())
         assert sum_x is not None and sum_xx is not None
         cancel.raise_if_cancelled()
-        p_mean, p_comp, p_var = pca_from_moments(count, sum_x, sum_xx, self.p.variance)
         g = torch.cat(pooled)
-        g_mean, g_comp, g_var = pca_from_moments(len(g), g.sum(0), g.T @ g, self.p.variance)
+        return {"patch.count": torch.tensor([count], dtype=torch.float64), "patch.sum": sum_x, "patch.sum_sq": sum_xx,
+                "global.count": torch.tensor([len(g)], dtype=torch.float64), "global.sum": g.sum(0),
+                "global.sum_sq": g.T @ g}
+
+    def _fit_from_moments(self) -> None:
+        mo = self.aux_tensors
+        p_mean, p_comp, p_var = pca_from_moments(int(mo["patch.count"][0]), mo["patch.sum"], mo["patch.sum_sq"],
+                                                 self.p.variance)
+        g_mean, g_comp, g_var = pca_from_moments(int(mo["global.count"][0]), mo["global.sum"], mo["global.sum_sq"],
+                                                 self.p.variance)
         self._set_module(self._new_module({
             "patch.mean": p_mean, "patch.components": p_comp, "patch.variances": p_var,
             "global.mean": g_mean, "global.components": g_comp, "global.variances": g_var}))
         self.metadata["pca_components"] = {"patch": int(p_comp.shape[0]), "global": int(g_comp.shape[0])}
+
+    def update_statistics(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None,
+                          cancel: CancelToken | None = None) -> None:
+        """Add good ``images``: their moments are added to the stored ones and both PCA models
+        recomputed, exactly as a fit on old + new images (same sums, same eigendecomposition)."""
+        if "patch.sum_sq" not in self.aux_tensors:
+            raise ValueError("This DFM package was saved before the workbench kept its feature moments, so it "
+                             "cannot be updated; retrain it with the new images.")
+        new = self._moments(images, progress, cancel or CancelToken())
+        self.aux_tensors = {k: self.aux_tensors[k].to(v.device, v.dtype) + v for k, v in new.items()}
+        self._fit_from_moments()
+
+    def stage_contributions(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The patch reconstruction error split by backbone stage: the squared residual of each
+        stage's channels. Maps [S, S] (not smoothed) that sum to the unsmoothed error map."""
+        m = self.module
+        patch = m._modules["patch"]
+        with torch.inference_mode():
+            feats = self.extractor(self.preprocess([image]))
+            emb = fuse_features(feats[:len(self.map_layers)], local_kernel=int(self.p.local_kernel))
+            centred = emb[0].permute(1, 2, 0) - patch.mean
+            residual = centred - (centred @ patch.components.T) @ patch.components
+            squared = residual * residual  # [h, w, D]
+            out, start = {}, 0
+            for layer, channels in zip(self.map_layers, self.extractor.channels):
+                part = squared[..., start:start + channels].sum(-1).unsqueeze(0)
+                out[f"stage {layer}"] = upsample_maps(part, self.image_size)[0].cpu().numpy()
+                start += channels
+        return out
 
     def _new_module(self, tensors: dict[str, torch.Tensor]) -> DfmModel:
         return DfmModel(self.extractor, len(self.map_layers), int(self.p.local_kernel), self.image_size,

@@ -17,6 +17,8 @@ import torch
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 from workbench.core.methods.base import AnomalyModel
 from workbench.core.methods.components.coreset import StreamingCoreset
+from workbench.core.methods.components.provenance import (NearestPatch, append_bank_sources, bank_sources,
+                                                          extend_coverage, set_bank_sources, source_of)
 from workbench.core.methods.components.ops import fuse_features, parse_layers
 from workbench.core.methods.patchcore.torch_model import PatchCoreModel
 from workbench.core.methods.schema import Param
@@ -60,13 +62,17 @@ class PatchCore(AnomalyModel):
         chunk of features plus the bank, whatever the number of images."""
         report = make_reporter(progress, "extract features", len(images))
         selector: StreamingCoreset | None = None
+        grid = (0, 0)
         for feats in self.iter_feature_batches(images, cancel, report):
             emb = fuse_features(feats, local_kernel=3)
+            grid = (int(emb.shape[2]), int(emb.shape[3]))
             if selector is None:
                 selector = self._selector(len(images) * emb.shape[2] * emb.shape[3], progress, cancel)
             selector.add(emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1]))
         assert selector is not None  # fit() refuses an empty image list
         self._set_module(self._new_module({"memory_bank": selector.finish()}))
+        # where each bank entry came from (training image, grid cell): the evidence for a flagged spot
+        set_bank_sources(self, bank_sources(selector.selected_indices, grid), grid)
 
     def bank_size(self, n_patches: int) -> int:
         """Memory-bank size for ``n_patches`` training patches: the coreset ratio, capped."""
@@ -78,6 +84,50 @@ class PatchCore(AnomalyModel):
         n_select = self.bank_size(n_patches)
         return StreamingCoreset(n_patches, n_select, self.p.projection_dim, self.p.seed, cancel,
                                 make_reporter(progress, "coreset selection", n_select))
+
+    # ----------------------------------------------------------------- evidence and updates
+    def patch_embeddings(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Locally aware patch features [B, h, w, D] of ``images`` (what the bank holds)."""
+        with torch.inference_mode():
+            emb = fuse_features(self.extractor(self.preprocess(images)), local_kernel=3)
+        return emb.permute(0, 2, 3, 1)
+
+    def nearest_normal(self, image: np.ndarray, cell: tuple[int, int] | None) -> NearestPatch:
+        """The bank entry nearest to the test patch at grid ``cell`` (row, col), or at the
+        highest-scoring patch when ``cell`` is None."""
+        emb = self.patch_embeddings([image])[0]
+        h, w, d = emb.shape
+        dist, idx = self.module.search(emb.reshape(-1, d), 1)
+        patch_scores = dist[:, 0].reshape(h, w)
+        if cell is None:
+            flat = int(torch.argmax(patch_scores))
+            cell = (flat // w, flat % w)
+        r, c = cell
+        entry = int(idx[r * w + c, 0])
+        return NearestPatch((h, w), (r, c), entry, float(patch_scores[r, c]), patch_scores.cpu().numpy(),
+                            *source_of(self, entry))
+
+    def add_normal_images(self, images: Sequence[np.ndarray], first_index: int,
+                          progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> int:
+        """Append the patches of good ``images`` that the bank does not cover yet (see
+        :func:`extend_coverage`); returns how many entries were added."""
+        cancel = cancel or CancelToken()
+        report = make_reporter(progress, "extract features", len(images))
+        feats = []
+        for start in range(0, len(images), self.p.batch_size):
+            cancel.raise_if_cancelled()
+            feats.append(self.patch_embeddings(images[start:start + self.p.batch_size]))
+            report(min(start + self.p.batch_size, len(images)))
+        emb = torch.cat(feats)
+        n, h, w, d = emb.shape
+        new = emb.reshape(-1, d)
+        bank = self.module.memory_bank
+        chosen = extend_coverage(bank, new, self.p.coreset_ratio, cancel)
+        self._set_module(self._new_module({"memory_bank": torch.cat([bank, new[chosen].to(bank.device)])}))
+        sources = bank_sources(chosen.cpu(), (h, w))
+        sources["source_image"] += first_index
+        append_bank_sources(self, sources, (h, w))
+        return int(chosen.numel())
 
     def _new_module(self, tensors: dict[str, torch.Tensor], dense: bool = False) -> PatchCoreModel:
         return PatchCoreModel(self.extractor, tensors["memory_bank"].to(self.device), self.image_size,

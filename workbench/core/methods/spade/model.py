@@ -34,7 +34,8 @@ from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 from workbench.core.methods.base import AnomalyModel
 from workbench.core.methods.components.ops import map_and_deepest_layers
 from workbench.core.methods.schema import Param
-from workbench.core.methods.spade.torch_model import DEEPEST_STAGE, SpadeFeatures, SpadeModel
+from workbench.core.methods.components.provenance import NearestPatch
+from workbench.core.methods.spade.torch_model import DEEPEST_STAGE, SpadeFeatures, SpadeModel, squared_distances
 
 
 class Spade(AnomalyModel):
@@ -88,6 +89,55 @@ class Spade(AnomalyModel):
             patches.append(p)
             report(start + len(chunk))
         self._set_module(self._new_module({"image_bank": torch.cat(pooled), "gallery_bank": torch.cat(patches)}))
+
+    # ----------------------------------------------------------------- evidence and updates
+    def nearest_normal(self, image: np.ndarray, cell: tuple[int, int] | None) -> NearestPatch:
+        """The gallery position nearest to the test position ``cell`` (row, col), or to the
+        highest-scoring one when ``cell`` is None. Gallery rows are training images in order,
+        so the entry's source is its row and position."""
+        m = self.module
+        with torch.inference_mode():
+            pooled, patches = self._features()(self.preprocess([image]))
+            n_images = m.image_bank.shape[0]
+            _, nearest = m._index(m.image_bank).search(pooled, min(max(self.p.k, self.p.gallery_size), n_images))
+            gallery_idx = nearest[0, :min(self.p.gallery_size, n_images)]
+            centre = m.gallery_bank.mean(dim=(0, 1))
+            gallery = m.gallery_bank.index_select(0, gallery_idx) - centre  # [K, P, D]
+            k, p, d = gallery.shape
+            d2 = squared_distances(patches[0] - centre, gallery.reshape(k * p, d))  # [P, K*P]
+            best_d2, best = d2.min(dim=1)
+        g = self.grid
+        patch_scores = best_d2.sqrt().reshape(g, g)
+        if cell is None:
+            flat = int(torch.argmax(patch_scores))
+            cell = (flat // g, flat % g)
+        at = int(best[cell[0] * g + cell[1]])
+        train_index, position = int(gallery_idx[at // p]), at % p
+        return NearestPatch((g, g), cell, train_index * p + position, float(patch_scores[cell]),
+                            patch_scores.cpu().numpy(), train_index, (position // g, position % g))
+
+    def add_normal_images(self, images: Sequence[np.ndarray], first_index: int,
+                          progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> int:
+        """Append the images' pooled and grid features to both banks (SPADE keeps every training
+        image); ``first_index`` is where they start in the training file list (they are appended
+        in order, so it must equal the current bank size). Returns the images added."""
+        cancel = cancel or CancelToken()
+        m = self.module
+        if first_index != m.image_bank.shape[0]:
+            raise ValueError(f"SPADE appends images after its {m.image_bank.shape[0]} training images, "
+                             f"not at index {first_index}.")
+        report = make_reporter(progress, "extract features", len(images))
+        features = self._features()
+        pooled, patches = [m.image_bank], [m.gallery_bank]
+        for start in range(0, len(images), self.p.batch_size):
+            cancel.raise_if_cancelled()
+            with torch.inference_mode():
+                g, p = features(self.preprocess(images[start:start + self.p.batch_size]))
+            pooled.append(g)
+            patches.append(p)
+            report(min(start + self.p.batch_size, len(images)))
+        self._set_module(self._new_module({"image_bank": torch.cat(pooled), "gallery_bank": torch.cat(patches)}))
+        return len(images)
 
     def _new_module(self, tensors: dict[str, torch.Tensor], dense: bool = False) -> SpadeModel:
         return SpadeModel(self._features(), tensors["image_bank"].to(self.device),
