@@ -15,6 +15,7 @@ import importlib
 
 #: Module names under ``workbench.cli_commands``, one per line, in ``--help`` order.
 COMMAND_MODULES: tuple[str, ...] = (
+    "sweep",
 )
 
 

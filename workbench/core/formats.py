@@ -373,5 +373,12 @@ _POLICY_MASKS = frozenset({"roi_mask.png", "ignore_mask.png"})  # calibration.po
 MODEL_PACKAGE = OutputKind("model package", frozenset({"model.json", "weights.safetensors"}) | _POLICY_MASKS,
                            _is_training_package)
 EXPORTED_PACKAGE = OutputKind("exported model", frozenset({"model.json", "model.onnx"}) | _POLICY_MASKS, _is_export)
+def _is_sweep_run(folder: Path) -> bool:
+    """A sweep only adds to its folder (finished combinations are kept for the next run)."""
+    return (folder / "sweep.json").is_file()
+
+
+SWEEP_RUN = OutputKind("sweep", frozenset({"sweep.json", "leaderboard.csv", "leaderboard.json", "runs"}),
+                       _is_sweep_run)
 PREDICT_RUN = OutputKind("predict run", frozenset({"predict_run.json", "scores.csv", ".scores.csv.lock"}),
                          _is_predict_run, extra_files=lambda name: name.endswith("_overlay.png"))
