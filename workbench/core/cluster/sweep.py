@@ -287,3 +287,19 @@ def write_leaderboard(out: Path, combos: Sequence[SweepCombo], results: dict[str
 
 def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+
+
+def sweep(data: str | Path, categories: Sequence[str | None], methods: Sequence[str], grid: dict[str, list[str]],
+          out_dir: str | Path, **kwargs: Any) -> SweepOutcome:
+    """Plan and run in one call (what the GUI's background job runs); ``kwargs`` as :func:`run_sweep`."""
+    return run_sweep(data, plan_sweep(categories, methods, grid), out_dir, **kwargs)
+
+
+def read_leaderboard(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of ``leaderboard.json`` so far (empty when the sweep wrote none yet)."""
+    try:
+        data = json.loads((Path(out_dir) / "leaderboard.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    rows = data.get("rows") if isinstance(data, dict) else None
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
