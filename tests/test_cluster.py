@@ -83,7 +83,6 @@ def _kill_when(pids, out: Path, min_rows: int = 2) -> list[int]:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    thread.join_handle = thread  # type: ignore[attr-defined]
     return killed
 
 
