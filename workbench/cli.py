@@ -396,16 +396,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     items = _expand_images(args.images)
     threshold = args.threshold if args.threshold is not None else policy.ng_threshold
     inputs = [("the model folder", args.model)] + [("the image folder", i) for i in args.images if Path(i).is_dir()]
+    backend = _cluster_backend(args)
     try:
         with progress_bars(not args.quiet) as bars:
             summary = predict_images(args.model, items, args.out, policy=policy, threshold=args.threshold,
                                      overlays=not args.no_overlays, resume=not args.restart,
                                      batch_size=args.batch_size, scorer=scorer, progress=bars,
-                                     inputs=inputs).summary
+                                     inputs=inputs, backend=backend).summary
     except KeyboardInterrupt:
         print(f"interrupted: the rows scored so far are in {Path(args.out) / 'scores.csv'}; "
               "run the same command again to resume.", file=sys.stderr)
         raise
+    finally:
+        if backend is not None and hasattr(backend, "close"):
+            backend.close()
+    if backend is not None:
+        stats = backend.stats
+        print(f"Scored on {backend.describe()}: {len(stats.pids)} worker process(es), model loaded "
+              f"{stats.total_loads} time(s)" + (f", {stats.resent} batch(es) resent after a worker died"
+                                                 if stats.resent else "") + ".")
     for problem in summary.problems:
         print(f"skipped: {safe_text(problem)}", file=sys.stderr)
     thr_text = "no threshold in the model" if threshold is None else f"threshold {threshold:.4g}"
@@ -423,6 +432,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
               f"{safe_text(str(summary.csv_path))}", file=sys.stderr)
         return EXIT_SOME_IMAGES_FAILED
     return 0
+
+
+def _cluster_backend(args: argparse.Namespace):
+    """The backend for ``predict --cluster`` (None: score in this process, as without the option)."""
+    if args.cluster is None:
+        return None
+    from workbench.core.cluster import make_backend, parse_cluster
+    from workbench.core.cluster.worker import spec_for
+
+    spec = parse_cluster(args.cluster)
+    if spec.note and not args.quiet:
+        print(f"--cluster {args.cluster}: using {spec.note}", file=sys.stderr)
+    return make_backend(spec, spec_for(args.model, args.device, 1), args.workers)
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
@@ -498,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from workbench.cli_commands.args import add_common_args as common
     from workbench.cli_commands.args import add_data_args as data_args
+    from workbench.cli_commands.args import add_cluster_args as cluster_args
     from workbench.cli_commands.args import add_mask_args as mask_args
 
     p = sub.add_parser("gui", help="open the desktop application (the default command)")
@@ -541,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start scores.csv afresh (default: resume, skipping images already in it)")
     p.add_argument("--batch-size", type=count(1), help="images per batch (default: the model's)")
     mask_args(p, "for this run")
+    cluster_args(p)
     common(p)
     p.set_defaults(func=cmd_predict)
 
@@ -615,6 +639,9 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     weights = sys.modules.get("workbench.core.backbones.weights")
     if weights is not None:
         errors.append(weights.BackboneError)
+    cluster = sys.modules.get("workbench.core.cluster.backends")
+    if cluster is not None:
+        errors.append(cluster.ClusterError)
     return tuple(errors)
 
 

@@ -25,3 +25,14 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     """--device/--quiet: every command that computes."""
     p.add_argument("--device", help="'cpu' or 'cuda' (default: CUDA when available)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def add_cluster_args(p: argparse.ArgumentParser) -> None:
+    """--cluster/--workers: score or train in other processes, or on a Ray cluster."""
+    p.add_argument("--cluster", metavar="auto|local|ray://HOST:PORT",
+                   help="spread the work: 'local' = a process pool on this computer; a Ray address "
+                        "(ray://HOST:PORT or HOST:PORT of the head node); 'auto' = the Ray cluster in "
+                        "RAY_ADDRESS, a local Ray instance, or (without Ray) a local process pool "
+                        "(default: one process, no cluster)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes (default: one per CPU core of this computer or the cluster)")

@@ -40,8 +40,8 @@ RUN_FILE = "predict_run.json"
 MAX_NAME_BYTES = 200  # overlay file names are shortened with a hash beyond this (most file systems allow 255)
 MASK_RESIZED_NOTE = "ROI/ignore mask resized to this image"
 
-__all__ = ["CSV_FIELDS", "PredictRunError", "PredictSummary", "ResumeMismatchError", "model_fingerprint",
-           "overlay_name", "predict_folder", "read_rows"]
+__all__ = ["CSV_FIELDS", "BatchBackend", "PredictRunError", "PredictSummary", "ResumeMismatchError", "model_fingerprint",
+           "overlay_name", "predict_folder", "read_rows", "score_paths"]
 
 
 class Scorer(Protocol):
@@ -80,7 +80,8 @@ def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: s
                    fingerprint: str, threshold: float | None = None, policy: InspectionPolicy | None = None,
                    overlays: bool = True, resume: bool = True, batch_size: int | None = None,
                    progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                   inputs: Sequence[tuple[str, str | Path]] = ()) -> PredictSummary:
+                   inputs: Sequence[tuple[str, str | Path]] = (),
+                   backend: BatchBackend | None = None) -> PredictSummary:
     """Score ``items`` (path, unique output stem) into ``out_dir/scores.csv`` (+ overlay PNGs).
 
     ``policy`` decides each image (default: the scorer's own, from its metadata and, for masks,
@@ -89,7 +90,8 @@ def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: s
     and policy are skipped; with ``resume=False`` the CSV is started afresh. ``out_dir`` must be
     new, empty or an earlier predict run, and none of ``inputs`` (the model, image folders).
     Raises ``Cancelled`` between batches when ``cancel`` is set; every finished row is on disk
-    then. A second call on the same ``out_dir`` while this one runs raises PredictRunError.
+    then. ``backend`` scores the batches in other processes or machines (``core/cluster``); the
+    CSV, resume and overlays are the same as in-process. A second call on the same ``out_dir`` while this one runs raises PredictRunError.
     """
     if threshold is not None and not math.isfinite(threshold):
         raise ValueError(f"The threshold must be a finite number, not {threshold}.")
@@ -113,7 +115,7 @@ def predict_folder(scorer: Scorer, items: Sequence[tuple[Path, str]], out_dir: s
         todo = [(p, stem) for p, stem in items if display_path(p) not in done]
         resumed = len(items) - len(todo)
         counts = _score_all(scorer, todo, results, out_dir if overlays else None, policy, batch_size,
-                            make_reporter(progress, "predict", len(items)), resumed, cancel)
+                            make_reporter(progress, "predict", len(items)), resumed, cancel, backend)
         decisions = [row["decision"] for row in results.rows()]
     scored, unreadable, failed, problems = counts
     return PredictSummary(results.path, len(items), scored, resumed, unreadable, decisions.count("NG"),
@@ -146,40 +148,75 @@ def _check_run(run_path: Path, results: ResultsCsv, run: dict[str, Any], resume:
 
 def _score_all(scorer: Scorer, todo: Sequence[tuple[Path, str]], results: ResultsCsv, overlay_dir: Path | None,
                policy: InspectionPolicy, batch_size: int | None, report, resumed: int,
-               cancel: CancelToken | None) -> tuple[int, int, int, list[str]]:
-    scale = policy.map_scale() if policy.pixel_stats else None
+               cancel: CancelToken | None, backend: "BatchBackend | None" = None) -> tuple[int, int, int, list[str]]:
     batch = max(1, int(batch_size or scorer.params.get("batch_size", 8)))
     report(resumed, f"{resumed} already scored" if resumed else "")
     scored = unreadable = failed = 0
     problems: list[str] = []
-    for loaded in _prefetched_batches(todo, batch):
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        readable = [(item, image) for item, image in loaded if isinstance(image, np.ndarray)]
-        results_by_path: dict[Path, dict[str, Any]] = {}
-        if readable:
-            scores, maps = scorer.predict([image for _, image in readable])
-            scale_b = scale or policy.map_scale(_finite_maps(maps))
-            # no good-image statistics: outline from this batch's map scale, as the heat map shows
-            policy_b = policy if policy.outline_threshold is not None else policy.replace(
-                pixel_threshold=scale_b.threshold)
-            for ((path, stem), image), score, amap in zip(readable, scores, maps):
-                results_by_path[path] = _score_row(path, stem, image, float(score), amap, policy_b, scale_b,
-                                                   overlay_dir)
-        rows = []
-        for (path, _), image in loaded:
-            row = results_by_path.get(path) or {"path": display_path(path), "decision": "unreadable",
-                                                "error": image}
-            rows.append(row)
+    batches = [list(todo[i:i + batch]) for i in range(0, len(todo), batch)]
+    if backend is None:
+        scale = policy.map_scale() if policy.pixel_stats else None
+        scored_batches = _score_here(scorer, todo, batch, policy, scale, overlay_dir, cancel)
+    else:  # other processes or machines score the batches; rows come back in batch order
+        scored_batches = backend.score_batches(batches, policy, overlay_dir, cancel)
+    for rows in scored_batches:
+        for row in rows:
             if row["decision"] in ("unreadable", "error"):
                 problems.append(row["error"])
         # overlays first, rows last: a row on disk means that image is completely done
         results.append(rows)
-        scored += len(readable)
-        unreadable += sum(r["decision"] == "unreadable" for r in rows)
+        n_unreadable = sum(r["decision"] == "unreadable" for r in rows)
+        scored += len(rows) - n_unreadable
+        unreadable += n_unreadable
         failed += sum(r["decision"] == "error" for r in rows)
         report(resumed + scored + unreadable)
     return scored - failed, unreadable, failed, problems
+
+
+def _score_here(scorer: Scorer, todo: Sequence[tuple[Path, str]], batch: int, policy: InspectionPolicy,
+                scale: MapScale | None, overlay_dir: Path | None,
+                cancel: CancelToken | None) -> Iterator[list[dict[str, Any]]]:
+    """In-process scoring, reading one batch ahead; the cancel is checked before each batch."""
+    for loaded in _prefetched_batches(todo, batch):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        yield score_loaded_batch(scorer, loaded, policy, scale, overlay_dir)
+
+
+class BatchBackend(Protocol):
+    """Scores batches somewhere else (a local process pool, a Ray cluster) and yields each
+    batch's rows in the order the batches were given, whatever order they finish in."""
+
+    def score_batches(self, batches: Sequence[list[tuple[Path, str]]], policy: InspectionPolicy,
+                      overlay_dir: Path | None, cancel: CancelToken | None) -> Iterator[list[dict[str, Any]]]: ...
+
+
+def score_paths(scorer: Scorer, items: Sequence[tuple[Path, str]], policy: InspectionPolicy,
+                overlay_dir: Path | None) -> list[dict[str, Any]]:
+    """Read and score one batch of (path, stem): what a remote worker runs. The same rows as the
+    in-process streamer gives for the same batch (same batch, same heat-map scale)."""
+    scale = policy.map_scale() if policy.pixel_stats else None
+    loaded = [(item, _read_one(item[0])) for item in items]
+    return score_loaded_batch(scorer, loaded, policy, scale, overlay_dir)
+
+
+def score_loaded_batch(scorer: Scorer, loaded: Sequence[tuple[tuple[Path, str], np.ndarray | str]],
+                       policy: InspectionPolicy, scale: MapScale | None,
+                       overlay_dir: Path | None) -> list[dict[str, Any]]:
+    """CSV rows (and overlays) for one batch of (item, image or the reason it is unreadable)."""
+    readable = [(item, image) for item, image in loaded if isinstance(image, np.ndarray)]
+    results_by_path: dict[Path, dict[str, Any]] = {}
+    if readable:
+        scores, maps = scorer.predict([image for _, image in readable])
+        scale_b = scale or policy.map_scale(_finite_maps(maps))
+        # no good-image statistics: outline from this batch's map scale, as the heat map shows
+        policy_b = policy if policy.outline_threshold is not None else policy.replace(
+            pixel_threshold=scale_b.threshold)
+        for ((path, stem), image), score, amap in zip(readable, scores, maps):
+            results_by_path[path] = _score_row(path, stem, image, float(score), amap, policy_b, scale_b,
+                                               overlay_dir)
+    return [results_by_path.get(path) or {"path": display_path(path), "decision": "unreadable", "error": image}
+            for (path, _), image in loaded]
 
 
 def _finite_maps(maps: np.ndarray) -> np.ndarray:

@@ -421,5 +421,14 @@ MODEL_PACKAGE = OutputKind("model package", frozenset({"model.json", "weights.sa
                            extra_files=lambda name: name.startswith("predictions-") and name.endswith(".npz"))
 EXPORTED_PACKAGE = OutputKind("exported model", frozenset({"model.json", "model.onnx", "run_records"}) | _POLICY_MASKS,
                               _is_export)
+
+
+def _is_sweep_run(folder: Path) -> bool:
+    """A sweep only adds to its folder (finished combinations are kept for the next run)."""
+    return (folder / "sweep.json").is_file()
+
+
+SWEEP_RUN = OutputKind("sweep", frozenset({"sweep.json", "leaderboard.csv", "leaderboard.json", "runs"}),
+                       _is_sweep_run)
 PREDICT_RUN = OutputKind("predict run", frozenset({"predict_run.json", "scores.csv", ".scores.csv.lock"}),
                          _is_predict_run, extra_files=lambda name: name.endswith("_overlay.png"))

@@ -150,15 +150,17 @@ def predict_images(model_dir: str | Path, items: Sequence[tuple[Path, str]], out
                    resume: bool = True, restart_on_mismatch: bool = False, batch_size: int | None = None,
                    device: Any = None, scorer: Any = None, progress: ProgressCallback | None = None,
                    cancel: CancelToken | None = None,
-                   inputs: Sequence[tuple[str, str | Path]] = ()) -> FolderPrediction:
+                   inputs: Sequence[tuple[str, str | Path]] = (), backend: Any = None) -> FolderPrediction:
     """Score ``items`` (path, unique output stem) with the model in ``model_dir`` at its
     inspection policy (or ``policy``), streaming into ``out_dir/scores.csv`` (resumable).
+    ``backend`` (``core.cluster.make_backend``) scores the batches in worker processes or on a
+    Ray cluster; the CSV is the same.
     ``out_dir`` may be none of ``inputs`` (the model, image folders), nor inside one."""
     start = time.perf_counter()
     scorer = scorer if scorer is not None else load_scorer(model_dir, device)
     policy = policy if policy is not None else load_policy(model_dir)
     kwargs = dict(fingerprint=model_fingerprint(model_dir), threshold=threshold, policy=policy, overlays=overlays,
-                  batch_size=batch_size, progress=progress, cancel=cancel, inputs=inputs)
+                  batch_size=batch_size, progress=progress, cancel=cancel, inputs=inputs, backend=backend)
     try:
         summary = predict_folder(scorer, items, out_dir, resume=resume, **kwargs)
     except ResumeMismatchError:

@@ -35,7 +35,10 @@ class OnnxInferencer:
     the GUI can use either.
     """
 
-    def __init__(self, directory: str | Path, providers: Sequence[str] | None = None) -> None:
+    def __init__(self, directory: str | Path, providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> None:
+        """``threads``: onnxruntime's intra-op threads (default: all cores); a worker of a
+        process pool or cluster passes 1 so that workers do not compete for cores."""
         import onnxruntime as ort
 
         directory = Path(directory)
@@ -46,6 +49,9 @@ class OnnxInferencer:
         wanted = list(providers) if providers else ["CUDAExecutionProvider", "CPUExecutionProvider"]
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(onnx_path), options,
                                                 providers=[p for p in wanted if p in available])

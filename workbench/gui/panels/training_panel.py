@@ -70,6 +70,7 @@ class TrainingPanel(QWidget):
         self.session = session
         self.screen_policy: Callable[[ModelEntry], tuple[InspectionPolicy, bool] | None] | None = None
         self.job: Worker | None = None
+        self.sweeps = None  # SweepLauncher, made when the first sweep starts
         self.last_outcome: TrainingOutcome | None = None
         self.last_inference: InferenceSummary | None = None
         self._run: tuple[Workspace, int] | None = None  # history row of the running training
@@ -145,9 +146,14 @@ class TrainingPanel(QWidget):
         self.train_button.setObjectName("primary")
         self.train_button.setToolTip("Train on the good training images, then evaluate on the test split (Ctrl+T)")
         self.train_button.clicked.connect(lambda: self.start_training())
+        self.sweep_button = QPushButton("Sweep…")
+        self.sweep_button.setToolTip("Train and compare several methods, parameter values and categories, "
+                                     "each in its own worker process")
+        self.sweep_button.clicked.connect(lambda: self.open_sweep_dialog())
         buttons = QHBoxLayout()
         buttons.addWidget(reset)
         buttons.addStretch(1)
+        buttons.addWidget(self.sweep_button)
         buttons.addWidget(self.train_button)
         box = QGroupBox("Parameters")
         lay = QVBoxLayout(box)
@@ -242,6 +248,22 @@ class TrainingPanel(QWidget):
         self.job = self.session.jobs.start(worker, title)
         self._update_enabled()
         return worker
+
+    def open_sweep_dialog(self) -> Worker | None:
+        """Ask which methods, datasets and parameter values to sweep, then start it."""
+        from workbench.gui.sweep_launcher import SweepLauncher
+        from workbench.gui.widgets.sweep_dialog import SweepDialog
+
+        if self.session.dataset_entry is None:
+            errors.show_error(self, "Nothing to sweep", "Import or select a dataset first (step 1, Ctrl+1).")
+            return None
+        if self.sweeps is None:
+            self.sweeps = SweepLauncher(self.session, self.progress, self)
+        dialog = SweepDialog(self.sweeps.sibling_datasets(), self.session.dataset_entry, self)
+        if dialog.exec() != SweepDialog.DialogCode.Accepted:
+            return None
+        return self.sweeps.start(dialog.chosen_datasets(), dialog.chosen_methods(), dialog.grid(),
+                                 dialog.workers.value())
 
     def _on_trained(self, entry: DatasetEntry, outcome: TrainingOutcome, workspace: Workspace) -> None:
         self.last_outcome = outcome
