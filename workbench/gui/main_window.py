@@ -23,6 +23,7 @@ from workbench.core.workspace import Workspace, WorkspaceError
 from workbench.gui import recent
 from workbench.gui.app import app_icon
 from workbench.gui.device import device_description
+from workbench.gui.settings import load_settings
 from workbench.gui.panels.dataset_panel import DatasetPanel
 from workbench.gui.panels.export_panel import ExportPanel
 from workbench.gui.panels.live_panel import LivePanel
@@ -77,7 +78,8 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings()
         self.setWindowTitle("Anomaly Inspection Workbench")
         self.setWindowIcon(app_icon())
-        self.jobs = JobRunner(dialog_parent=self, parent=self)
+        # compute jobs take the threads and device of the Settings dialog, which writes this store
+        self.jobs = JobRunner(dialog_parent=self, parent=self, settings=lambda: load_settings(self.settings))
         self.session = Session(self.jobs, self)
         self.sample_worker: Worker | None = None
 
@@ -279,7 +281,7 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
-        self.device_label = QLabel(device_description())
+        self.device_label = QLabel(device_description(load_settings(self.settings)))
         self.device_label.setToolTip("Where training and inference run")
         self.model_label = QLabel("No active model")
         self.jobs_label = QLabel("")
@@ -463,7 +465,7 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About Anomaly Inspection Workbench",
                           f"<b>Anomaly Inspection Workbench</b> {workbench.__version__}<br>"
                           "Unsupervised visual inspection: train on good parts, find defects.<br>"
-                          f"Compute: {device_description()}")
+                          f"Compute: {device_description(load_settings(self.settings))}")
 
     def show_settings(self) -> bool:
         """Tools > Settings: saved through :mod:`workbench.gui.settings`; True when OK was pressed."""
@@ -472,7 +474,7 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.settings, self)
         accepted = self._exec(dialog)
         if accepted:
-            self.device_label.setText(device_description())
+            self.device_label.setText(device_description(load_settings(self.settings)))
         return accepted
 
     def shortcut_entries(self):
