@@ -14,6 +14,7 @@ from workbench.cli import main
 from workbench.core.methods.images import LazyImages
 from workbench.core.methods.package import load_model
 from workbench.core.run_record import latest_record, load_record, load_records, summary
+from workbench.core.workspace.store import LATER_TABLES
 
 
 @pytest.fixture(scope="module")
@@ -136,13 +137,14 @@ def test_workspace_keeps_records_and_upgrades_old_workspaces(tmp_path, trained):
         assert ws._live().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # a schema-1 workspace (no run_records table) is backed up and upgraded on open
     conn = sqlite3.connect(tmp_path / "ws" / DB_FILE)
-    conn.execute("DROP TABLE run_records")
+    for table in LATER_TABLES:  # everything schema 1 did not have
+        conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version = 1")
     conn.close()
     with Workspace.open(tmp_path / "ws") as ws:
         assert ws.run_records(model_id) == []
         ws.add_run_record(model_id, record)
-    assert (tmp_path / "ws" / f"{DB_FILE}.bak-v1").is_file() and store.SCHEMA_VERSION == 2
+    assert (tmp_path / "ws" / f"{DB_FILE}.bak-v1").is_file() and store.SCHEMA_VERSION == 4
 
 
 def test_update_command_then_evaluate_asks_for_a_recheck_until_calibrated(trained, small_data, tmp_path, capsys):

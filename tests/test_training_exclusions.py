@@ -9,6 +9,7 @@ import pytest
 
 from workbench.core.workspace import DB_FILE, Workspace
 from workbench.core.workspace import store
+from workbench.core.workspace.store import LATER_TABLES
 
 
 @pytest.fixture
@@ -42,7 +43,8 @@ def test_a_schema_1_workspace_is_migrated_with_a_backup(tmp_path):
     with Workspace.create(path) as ws:
         ws.set_setting("keep", 1)
     conn = sqlite3.connect(path / DB_FILE)
-    conn.execute("DROP TABLE training_exclusions")
+    for table in LATER_TABLES:  # everything schema 1 did not have
+        conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version = 1")
     conn.close()
     with Workspace.open(path) as ws:

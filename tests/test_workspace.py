@@ -16,6 +16,7 @@ from workbench.core.workspace import (
     default_workspace_dir,
 )
 from workbench.core.workspace import store
+from workbench.core.workspace.store import LATER_TABLES
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "workbench" / "sample_data"
 
@@ -453,7 +454,8 @@ def test_schema_1_workspace_is_migrated_and_keeps_its_labels(tmp_path: Path) -> 
         entry = ws.add_dataset("a", data)
         ws.set_label(entry.id, data / "x.png", "NG", "hole", "keep me")
     conn = sqlite3.connect(tmp_path / "ws" / DB_FILE)  # as schema 1 had it: no area table
-    conn.execute("DROP TABLE inspected_areas")
+    for table in LATER_TABLES:  # everything schema 1 did not have
+        conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()

@@ -169,6 +169,8 @@ def _add_inspected_areas(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS: dict[int, Migration] = {1: _add_inspected_areas, 2: add_exclusions_table, 3: _add_run_records}
+#: tables added after schema 1 (tests make a schema-1 database by dropping them)
+LATER_TABLES = ("inspected_areas", "training_exclusions", "run_records")
 
 
 class WorkspaceError(ValueError):
