@@ -159,6 +159,12 @@ def test_cli_report_html_and_pdf_and_refusals(report_model, tiny_dataset, tmp_pa
     data = ["--data", str(tiny_dataset.root.parent), "--category", tiny_dataset.name]
     assert main(["report", "--model", str(report_model), *data, "--out", str(out), "--pdf", str(pdf), "-q"]) == 0
     assert is_report_file(out) and is_report_file(pdf) and pdf.read_bytes().startswith(b"%PDF")
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in (out, pdf):  # shared documents: not the atomic write's owner-only temporary mode
+        assert written.stat().st_mode & 0o777 == 0o666 & ~umask
     first = out.read_bytes()
     assert main(["report", "--model", str(report_model), *data, "--out", str(out), "-q"]) == 0  # a report: replaced
     assert out.read_bytes() != b"" and is_report_file(out) and first

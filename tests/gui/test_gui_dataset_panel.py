@@ -84,8 +84,8 @@ def test_sample_workspace_imports_every_category_in_one_click(qtbot, window, app
     assert window.open_sample_workspace() is None  # second click: nothing left to import
     assert len(window.session.workspace.datasets()) == 2
     assert shown_errors == []
-    tip = window.navigator.item(4).toolTip()  # Export: the one step without a panel yet
-    assert "later release" in tip and not window.navigator.item(4).flags() & Qt.ItemFlag.ItemIsEnabled
+    tip = window.navigator.item(4).toolTip()  # Export has its panel since #17: enabled like the others
+    assert tip == "Export (Ctrl+5)" and window.navigator.item(4).flags() & Qt.ItemFlag.ItemIsEnabled
 
 
 def test_import_shipped_sample_data_through_panel(qtbot, ws_window, wait_worker, shown_errors):

@@ -4,7 +4,7 @@ The HTML report (``workbench.core.report``) is laid out by ``QTextDocument`` and
 ``QPdfWriter``; its embedded ``data:`` images are handed to the document as resources. Qt's rich
 text understands tables, headings and images but not every CSS rule, so the PDF is the same
 content in a plainer layout. ``workbench report --pdf`` calls this from the command line: it
-creates an offscreen ``QGuiApplication`` when none is running. Usable from a worker thread
+creates an offscreen Qt application when none is running. Usable from a worker thread
 (painting on a PDF device is allowed outside the GUI thread).
 """
 
@@ -15,8 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from workbench.core.files import atomic_write_bytes
-from workbench.core.report.render import GENERATOR, check_report_target
+from workbench.core.report.render import GENERATOR, check_report_target, write_report_bytes
 
 DATA_URL = re.compile(r'src="(data:image/png;base64,([A-Za-z0-9+/=]+))"')
 TITLE = re.compile(r"<title>(.*?)</title>", re.S)
@@ -24,13 +23,20 @@ PDF_DPI = 150
 
 
 def ensure_gui_application():
-    """The running Qt application, or a new offscreen ``QGuiApplication`` (command line)."""
+    """The running Qt application, or a new offscreen one (command line).
+
+    A ``QApplication`` (the widgets flavour of ``QGuiApplication``), not a bare
+    ``QGuiApplication``: Qt allows one application object per process, and a later window in the
+    same process (a test session, a script that also opens the GUI) needs the widgets one.
+    """
     from PySide6.QtGui import QGuiApplication
 
     app = QGuiApplication.instance()
     if app is None:
+        from PySide6.QtWidgets import QApplication
+
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        app = QGuiApplication(["workbench-report"])
+        app = QApplication(["workbench-report"])
     return app
 
 
@@ -70,8 +76,7 @@ def pdf_bytes(html: str) -> bytes:
 def write_pdf(html: str, target: str | Path) -> Path:
     """Write the PDF of ``html`` to ``target`` atomically (checked like the HTML report)."""
     target = check_report_target(target, (".pdf",))
-    atomic_write_bytes(target, pdf_bytes(html))
-    return target
+    return write_report_bytes(target, pdf_bytes(html))
 
 
 

@@ -98,11 +98,22 @@ def check_report_target(target: str | Path, suffixes: tuple[str, ...]) -> Path:
     return target
 
 
+def write_report_bytes(target: Path, data: bytes) -> Path:
+    """Write atomically, then give the file the usual permissions of a new document (the atomic
+    write's temporary file is private to its owner; a report is meant to be shared)."""
+    import os
+
+    atomic_write_bytes(target, data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(target, 0o666 & ~umask)
+    return target
+
+
 def write_html(context: dict[str, Any], target: str | Path) -> Path:
     """Render and write atomically (checked first: see :func:`check_report_target`)."""
     target = check_report_target(target, (".html", ".htm"))
-    atomic_write_bytes(target, render_html(context).encode("utf-8"))
-    return target
+    return write_report_bytes(target, render_html(context).encode("utf-8"))
 
 
 __all__ = ["GENERATOR", "ReportTargetError", "check_report_target", "is_report_file", "render_html", "write_html"]
