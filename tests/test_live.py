@@ -107,7 +107,7 @@ def test_watcher_picks_up_chunk_written_file_once_and_only_when_complete(tmp_pat
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "old.png").write_bytes(png_bytes(50))  # there before the start: not a new part
-    source = WatchedFolder(folder, settle_s=0.4, poll_s=0.02, rescan_s=0.2)
+    source = WatchedFolder(folder, settle_s=1.5, poll_s=0.02, rescan_s=0.2)  # long: the machine may be busy
     stop, got, notices = threading.Event(), [], []
     thread = collect(source, stop, got, notices)
     try:
@@ -116,16 +116,16 @@ def test_watcher_picks_up_chunk_written_file_once_and_only_when_complete(tmp_pat
         chunks = [data[i:i + len(data) // 5 + 1] for i in range(0, len(data), len(data) // 5 + 1)]
         target = folder / "part.png"
         with open(target, "wb") as fh:
-            for chunk in chunks:  # a slow writer: pauses shorter than settle_s between chunks
+            for chunk in chunks:  # a slow writer: pauses much shorter than settle_s between chunks
                 fh.write(chunk)
                 fh.flush()
-                time.sleep(0.15)
+                time.sleep(0.1)
             finished = time.monotonic()
         # a second writer: temporary name, then renamed into place (taken at once)
         (folder / "moved.tmp").write_bytes(png_bytes(200))
         (folder / "moved.tmp").rename(folder / "moved.png")
         assert wait_for(lambda: len(got) >= 2, 10)
-        time.sleep(1.0)  # more polls and rescans: nothing is picked up twice
+        time.sleep(2.0)  # more polls and rescans: nothing is picked up twice
     finally:
         stop.set()
         thread.join(5)
@@ -161,6 +161,18 @@ def test_watcher_reports_a_vanished_folder_and_an_unreadable_file_and_goes_on(tm
     broken, good = got[0][1], got[1][1]
     assert broken.image is None and "broken.png" in broken.error
     assert good.image is not None and good.name.endswith("good.png")
+
+
+def test_watcher_takes_existing_files_only_when_asked(tmp_path: Path) -> None:
+    (tmp_path / "old.png").write_bytes(png_bytes(60))
+    for existing, expected in ((False, []), (True, ["old.png"])):
+        stop, got, notices = threading.Event(), [], []
+        thread = collect(WatchedFolder(tmp_path, settle_s=0.05, poll_s=0.02, existing=existing), stop, got, notices)
+        wait_for(lambda: len(got) >= len(expected))
+        time.sleep(0.5)
+        stop.set()
+        thread.join(5)
+        assert [Path(f.name).name for _, f in got] == expected
 
 
 def test_watcher_refuses_a_missing_folder(tmp_path: Path) -> None:
@@ -199,7 +211,7 @@ def test_camera_source_converts_caps_rate_and_ends_on_failures() -> None:
     stop.set()
     thread.join(5)
     assert cap.released
-    assert 6 <= len(got) <= 12, len(got)  # about 20/s for 0.5 s, although the capture gives ~400/s
+    assert 2 <= len(got) <= 12, len(got)  # at most 20/s for 0.5 s, although the capture gives ~400/s
     first = got[0][1]
     assert first.image.shape == (8, 8, 3) and tuple(first.image[0, 0]) == (0, 0, 255)  # RGB
     assert [f.name for _, f in got[:2]] == ["frame 1", "frame 2"]
@@ -296,7 +308,7 @@ def test_ng_copies_and_log_columns(tmp_path: Path) -> None:
         ("bright.png", "NG"), ("dark.png", "OK"), ("frame 0", "NG")]
     assert int(rows[0]["regions"]) == 1 and int(rows[0]["defect_area_px"]) > 0 and float(rows[0]["latency_ms"]) > 0
     copies = sorted(p.name for p in (tmp_path / "ng").iterdir())
-    assert len(copies) == 2 and copies[0].endswith("_NG_bright.png") or copies[1].endswith("_NG_bright.png")
+    assert len(copies) == 2 and any(c.endswith("_NG_bright.png") for c in copies)
     assert any(c.endswith("_NG_frame-0.png") for c in copies)
 
 

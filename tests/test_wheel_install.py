@@ -117,3 +117,29 @@ def test_installed_inspector_selftest_passes(installed) -> None:
     py, env, work = installed
     exe = py.parent / ("workbench-inspector.exe" if os.name == "nt" else "workbench-inspector")
     assert "selftest passed" in _run([str(exe), "--selftest"], work, env, 300).stdout
+
+
+def test_installed_demo_live_shows_verdicts_within_a_minute(installed) -> None:
+    """As a new user would: the installed ``workbench demo --live`` decides its first part (a row
+    in the session log, shown on screen at the next 0.1 s refresh) within 60 s of launch."""
+    import csv
+    import time
+
+    py, env, work = installed
+    exe = py.parent / ("workbench.exe" if os.name == "nt" else "workbench")
+    started = time.monotonic()
+    proc = subprocess.Popen([str(exe), "demo", "--live", "--out", str(work / "live")], cwd=work,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rows: list[dict[str, str]] = []
+    try:
+        while time.monotonic() - started < 60 and proc.poll() is None and not rows:
+            for log in (work / "live").glob("*/live.csv"):
+                with open(log, newline="", encoding="utf-8") as fh:  # a busy scorer may log 'dropped' first
+                    rows = [r for r in csv.DictReader(fh) if r["decision"] in ("OK", "REVIEW", "NG")]
+            time.sleep(0.1)
+        elapsed = time.monotonic() - started
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert rows, f"no verdict within 60 s; stderr: {err[-2000:]}"
+    assert elapsed < 60

@@ -34,12 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--existing", action="store_true", help="--watch: also score the images already in the folder")
     p.add_argument("--settle", type=finite_float, default=0.5, metavar="S",
                    help="--watch: a file counts as complete when its size has not changed for S seconds "
-                        "(default 0.5; a file renamed into the folder is taken at once)")
+                        "(default 0.5; a file renamed inside the folder, e.g. from NAME.tmp, is taken at once)")
     p.add_argument("--log", required=True, metavar="OUT.csv",
                    help="CSV log, one row per image (appended to when it exists); summary in OUT.csv.summary.json")
     p.add_argument("--copy-ng", metavar="DIR", help="copy every NG and REVIEW image into this folder")
     stop = p.add_mutually_exclusive_group()
-    stop.add_argument("--max-images", type=count(1), metavar="N", help="stop after N decided images")
+    stop.add_argument("--max-images", type=count(1), metavar="N", help="stop after N images (scored, unreadable or failed; dropped ones do not count)")
     stop.add_argument("--duration", type=finite_float, metavar="S", help="stop after S seconds")
     p.add_argument("--queue", type=count(1), default=2, metavar="N",
                    help="frames waiting for the scorer at most (default 2); older ones are dropped and counted")

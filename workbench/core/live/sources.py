@@ -8,8 +8,9 @@ loop (:mod:`workbench.core.live.session`) runs ``frames`` in a producer thread.
 
 * :class:`WatchedFolder` (the ``watchdog`` library): a file is picked up once, and only when
   it is completely written: its size and modification time have not changed for
-  ``settle_s`` seconds and it can be opened, or it was renamed into the folder (the usual
-  "write to a temporary name, then rename" of cameras and PLC software). A periodic rescan
+  ``settle_s`` seconds and it can be opened, or it was renamed inside the folder (the usual
+  "write to a temporary name, then rename" of cameras and PLC software; a file moved in from
+  another folder counts as new and waits ``settle_s``). A periodic rescan
   backs up the file-system events (network shares often deliver none).
 * :class:`CameraSource`: OpenCV ``VideoCapture`` by device index or stream URL, with a
   frame-rate cap (frames read in between are discarded, so the camera's buffer never holds
