@@ -28,7 +28,7 @@ def prefer_passive_waiting(environ: dict[str, str] | None = None) -> bool:
     """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the variable is already set; True if it was set.
 
     Only takes effect for an OpenMP runtime loaded afterwards (it reads the variable once, when
-    torch or faiss is first imported), so ``workbench/__init__.py`` calls this first thing.
+    torch or faiss is first imported); ``workbench/__init__.py`` does the same inline, first thing.
     """
     env = os.environ if environ is None else environ
     if WAIT_POLICY_VARIABLE in env:
