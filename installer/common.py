@@ -31,13 +31,22 @@ ALWAYS_EXCLUDED = ["tkinter", "matplotlib", "IPython", "jupyter", "notebook", "p
 STRIP = False  # strip breaks the auditwheel-patched libraries of numpy/OpenCV wheels (tried)
 
 
+# GTK and the drawing libraries only it links (PyInstaller collects them as the GTK platform
+# theme's dependencies; nothing else in a bundle links them: checked with readelf on a build)
+GTK_STACK = ("libgtk-3", "libgdk-3", "libatk-", "libatk-bridge", "libatspi", "libcairo", "libpango",
+             "libgdk_pixbuf", "libepoxy", "libharfbuzz", "libgraphite2", "libfribidi", "libdatrie", "libthai",
+             "libpixman")
+
+
 def slim(analysis) -> None:
-    """Drop Qt's translations of its own dialogs (the app is English-only; 7 MB) and the GTK
-    platform theme (it needs GTK at run time and Fusion is used anyway)."""
+    """Drop Qt's translations of its own dialogs (the app is English-only; 7 MB), the GTK
+    platform theme (it needs GTK at run time and Fusion is used anyway) and the GTK libraries
+    it pulled in (about 19 MB)."""
     analysis.datas = [d for d in analysis.datas
                       if "translations" not in Path(d[0]).parts or Path(d[0]).name.endswith("_en.qm")]
-    analysis.binaries = [b for b in analysis.binaries if "platformthemes" not in Path(b[0]).parts
-                         or "gtk" not in Path(b[0]).name]
+    analysis.binaries = [b for b in analysis.binaries if ("platformthemes" not in Path(b[0]).parts
+                                                          or "gtk" not in Path(b[0]).name)
+                         and not (len(Path(b[0]).parts) == 1 and Path(b[0]).name.startswith(GTK_STACK))]
 
 # the Inspector runs exported ONNX graphs only: no torch, timm, training or evaluation stack
 TORCH_STACK = ["torch", "torchvision", "timm", "triton", "nvidia", "onnx", "onnxscript", "scipy", "sklearn",

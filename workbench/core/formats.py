@@ -135,6 +135,8 @@ class CalibrationJson(_Schema):
 
 class _PackageJson(_Schema):
     format_version: PositiveInt
+    workbench_version: str | None = None  # which version wrote it: text, never a number
+    created_at: str | None = None
     method: str
     params: dict[str, Any] = Field(default_factory=dict)
     backbone: BackboneJson | None = None

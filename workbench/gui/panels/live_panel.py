@@ -88,7 +88,8 @@ class LivePanel(QWidget):
         self.status = QLabel("Choose a model and a source, then Start.")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
-        QShortcut(QKeySequence(Qt.Key.Key_F11), self, self.toggle_full_screen)
+        full = QShortcut(QKeySequence(Qt.Key.Key_F11), self, self.toggle_full_screen)
+        full.setWhatsThis("Full-screen station view on/off")  # listed in Help > Keyboard shortcuts
         self._update_controls()
 
     # ------------------------------------------------------------------ building
