@@ -54,7 +54,35 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
 class _Schema(BaseModel):
+    """Known fields are typed; fields this version does not know are kept (newer writers add
+    some), but a number among them must still be finite: NaN/inf never reach the runtime."""
+
     model_config = ConfigDict(strict=True, extra="allow")
+
+    @model_validator(mode="after")
+    def _finite_extras(self):
+        for name, value in (self.model_extra or {}).items():
+            where = _non_finite(value)
+            if where is not None:
+                raise ValueError(f"'{name}{where}' must be a finite number")
+        return self
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """The path of the first NaN/inf inside ``value`` (nested lists and dicts), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]")
+        if found is not None:
+            return found
+    return None
 
 
 # ----------------------------------------------------------------------------- model packages
