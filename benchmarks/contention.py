@@ -62,7 +62,13 @@ def run_fit(args: argparse.Namespace, source: Path) -> dict:
            "--data", str(args.data)]
     load = os.getloadavg()[0]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=source)
-    return {**json.loads(out.stdout.strip().splitlines()[-1]), "load_before": load, "source": str(source)}
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "load_before": load, "source": describe(source)}
+
+
+def describe(source: Path) -> str:
+    """The commit of the source checkout (not its path: results files are shared)."""
+    rev = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"commit {rev.stdout.strip()}" if rev.returncode == 0 else source.name
 
 
 def busy_fit(args: argparse.Namespace, source: Path) -> dict:
@@ -90,7 +96,7 @@ def measure(args: argparse.Namespace, sources: list[Path]) -> list[dict]:
     out = []
     for source, r in runs.items():
         idle_s, busy_s = median(x["fit_s"] for x in r["idle"]), median(x["fit_s"] for x in r["busy"])
-        out.append({"source": str(source), **r, "idle_s": idle_s, "busy_s": busy_s, "slowdown": busy_s / idle_s})
+        out.append({"source": describe(source), **r, "idle_s": idle_s, "busy_s": busy_s, "slowdown": busy_s / idle_s})
     return out
 
 
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| source | idle fit s | busy fit s | slowdown | load before (idle, busy) |\n|---|---|---|---|---|")
     for r in results:
         loads = f"{median(x['load_before'] for x in r['idle']):.1f}, {median(x['load_before'] for x in r['busy']):.1f}"
-        print(f"| {Path(r['source']).name} | {r['idle_s']:.1f} | {r['busy_s']:.1f} | {r['slowdown']:.1f}x | {loads} |")
+        print(f"| {r['source']} | {r['idle_s']:.1f} | {r['busy_s']:.1f} | {r['slowdown']:.1f}x | {loads} |")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     tmp = a.json.with_suffix(".tmp")
     tmp.write_text(json.dumps({"method": a.method, "category": a.category, "cores": os.cpu_count(),
