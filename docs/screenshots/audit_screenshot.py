@@ -17,39 +17,24 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from shot_window import TITLE_BAR, open_main_window  # beside this script (run as a script)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
-TITLE_BAR = 38
 
 
 def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="workbench-audit-shot-"))
     os.environ["XDG_DATA_HOME"] = str(scratch / "data")
-    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from tests.test_audit import planted_dataset
-    from workbench.gui.app import create_application
-    from workbench.gui.main_window import MainWindow
 
     data, _ = planted_dataset(scratch / "images")
-    app = create_application(sys.argv)
-    win = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat), restore_last=False)
+    app, win, pump = open_main_window(scratch, sys.argv)
     area = app.primaryScreen().availableGeometry()
-    win.setGeometry(area.x(), area.y() + TITLE_BAR, area.width(), area.height() - TITLE_BAR)
-    win.show()
-
-    def pump(seconds: float, until=lambda: False) -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            app.processEvents()
-            if until():
-                return True
-            time.sleep(0.02)
-        return until()
 
     win.open_workspace(scratch / "ws", create=True)
     win.dataset_panel.import_dataset(data)

@@ -15,41 +15,24 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from shot_window import open_main_window, open_sample  # beside this script (run as a script)
+
 HERE = Path(__file__).resolve().parent
-TITLE_BAR = 38
 
 
 def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
     os.environ["XDG_DATA_HOME"] = str(scratch / "data")
-    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from workbench.core.run_record import sync_to_workspace
     from workbench.core.workflows import train_evaluate_save
-    from workbench.gui.app import create_application
-    from workbench.gui.main_window import MainWindow
 
-    app = create_application(sys.argv)
-    win = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat), restore_last=False)
-    area = app.primaryScreen().availableGeometry()
-    win.setGeometry(area.x(), area.y() + TITLE_BAR, area.width(), area.height() - TITLE_BAR)
-    win.show()
+    app, win, pump = open_main_window(scratch, sys.argv)
 
-    def pump(seconds: float, until=lambda: False) -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            app.processEvents()
-            if until():
-                return True
-            time.sleep(0.02)
-        return until()
-
-    win.open_sample_workspace()
-    if not pump(300, lambda: win.session.active_model is not None and not win.jobs.active_count):
+    if not open_sample(win, pump):
         print("the sample workspace did not open with a model", file=sys.stderr)
         return 1
     session, workspace = win.session, win.session.workspace

@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from shot_window import open_main_window, open_sample  # beside this script (run as a script)
+
 HERE = Path(__file__).resolve().parent
-TITLE_BAR = 38
 STEPS = ("dataset", "training", "threshold", "review")
 
 
@@ -27,32 +27,15 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
     os.environ["XDG_DATA_HOME"] = str(scratch / "data")  # the sample workspace goes here
     os.environ["XDG_CONFIG_HOME"] = str(scratch / "config")  # default settings: the light theme
-    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
-
-    from workbench.gui.app import create_application
-    from workbench.gui.main_window import MainWindow
 
     args = sys.argv[1:]
     wanted = set(args[args.index("--steps") + 1:]) if "--steps" in args else set(STEPS)
-    app = create_application(sys.argv[:1])
-    win = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat), restore_last=False)
+    app, win, pump = open_main_window(scratch, sys.argv[:1])
     area = app.primaryScreen().availableGeometry()
     prefix = "laptop-1366" if area.width() <= 1366 else f"desktop-{area.width()}"
-    win.setGeometry(area.x(), area.y() + TITLE_BAR, area.width(), area.height() - TITLE_BAR)
-    win.show()
 
-    def pump(seconds: float, until=lambda: False) -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            app.processEvents()
-            if until():
-                return True
-            time.sleep(0.02)
-        return until()
-
-    win.open_sample_workspace()
-    if not pump(300, lambda: win.session.active_model is not None and not win.jobs.active_count):
+    if not open_sample(win, pump):
         print("the sample workspace did not open with a model", file=sys.stderr)
         return 1
     last = max(STEPS.index(key) for key in wanted)

@@ -20,41 +20,25 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from shot_window import open_main_window, open_sample  # beside this script (run as a script)
+
 HERE = Path(__file__).resolve().parent
-TITLE_BAR = 38
 
 
 def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
     os.environ["XDG_DATA_HOME"] = str(scratch / "data")  # the sample workspace goes here
-    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from workbench.core.calibration.area import InspectedArea, rasterize_polygons
     from workbench.core.data import read_image
-    from workbench.gui.app import create_application
-    from workbench.gui.main_window import MainWindow
     from workbench.gui.widgets.area_editor import AreaEditorDialog
 
-    app = create_application(sys.argv)
-    win = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat), restore_last=False)
-    area = app.primaryScreen().availableGeometry()
-    win.setGeometry(area.x(), area.y() + TITLE_BAR, area.width(), area.height() - TITLE_BAR)
-    win.show()
-
-    def pump(seconds: float, until=lambda: False) -> bool:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            app.processEvents()
-            if until():
-                return True
-            time.sleep(0.02)
-        return until()
+    app, win, pump = open_main_window(scratch, sys.argv)
 
     def shot(name: str, widget=None) -> None:
         pump(1.0)
@@ -62,8 +46,7 @@ def main() -> int:
         app.primaryScreen().grabWindow(0).save(str(out)) if widget is None else widget.grab().save(str(out))
         print(f"{out.name}: window {win.width()}x{win.height()}")
 
-    win.open_sample_workspace()
-    if not pump(300, lambda: win.session.active_model is not None and not win.jobs.active_count):
+    if not open_sample(win, pump):
         print("the sample workspace did not open with a model", file=sys.stderr)
         return 1
     panel = win.threshold_panel
