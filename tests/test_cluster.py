@@ -271,3 +271,14 @@ def test_sweep_refuses_unknown_parameters_and_categories(two_small_categories, t
     assert main(["sweep", "--data", str(two_small_categories), "--categories", "screws", "--methods", "padim",
                  "--out", str(tmp_path / "s"), "-q"]) == 2
     assert "screws" in capsys.readouterr().err
+
+
+def test_sweep_combination_never_deletes_a_foreign_model_folder(tmp_path) -> None:
+    """A combination's model folder is replaced only when it holds nothing but a model package."""
+    from workbench.core.cluster.sweep import SweepCombo, run_combo
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "notes.txt").write_text("mine")
+    result = run_combo(str(tmp_path / "no-data"), "auto", SweepCombo(None, "dfm"), str(tmp_path), None, 1)
+    assert result["status"] == "failed" and "notes.txt" in result["error"]
+    assert (tmp_path / "model" / "notes.txt").read_text() == "mine"

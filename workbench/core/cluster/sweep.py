@@ -26,7 +26,7 @@ from typing import Any
 
 from workbench.core.cluster.backends import ClusterSpec
 from workbench.core.files import atomic_write_bytes, atomic_write_json, check_output_dir
-from workbench.core.formats import SWEEP_RUN
+from workbench.core.formats import MODEL_PACKAGE, SWEEP_RUN
 from workbench.core.jobs import CancelToken, ProgressCallback, make_reporter
 
 SWEEP_FILE = "sweep.json"
@@ -114,7 +114,9 @@ def run_combo(data: str, layout: str, combo: SweepCombo, combo_dir: str, device:
     result: dict[str, Any] = {"combo": combo.to_json(), "pid": os.getpid()}
     model_dir = folder / "model"
     try:
-        if model_dir.exists():  # left by a run killed while saving: never mixed with a new one
+        # a model left by a run killed after saving but before its result: replaced, but only
+        # when the folder holds nothing but a model package (the shared output-folder check)
+        if check_output_dir(model_dir, MODEL_PACKAGE, overwrite=True):
             import shutil
 
             shutil.rmtree(model_dir)
